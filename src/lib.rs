@@ -1,0 +1,4 @@
+//! rkube library: the roles behind the one `rkube` binary, callable from tests on port 0.
+
+pub mod logging;
+pub mod server;

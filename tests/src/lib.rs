@@ -1,0 +1,1 @@
+//! Shared harness for rkube black-box tests and benchmarks.
