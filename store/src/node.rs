@@ -297,6 +297,17 @@ impl Store {
 
     /// Commit several writes (each its own revision, in order). Used by forwarding followers.
     pub(crate) async fn write_many(&self, ops: Vec<Op>) -> Result<Vec<Result<OpResult>>> {
+        let timeout = self.inner.config.request_timeout;
+        match tokio::time::timeout(timeout, self.write_many_inner(ops)).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout(format!(
+                "write not committed within {timeout:?} (no quorum reachable from node {}?); its outcome is unknown",
+                self.id()
+            ))),
+        }
+    }
+
+    async fn write_many_inner(&self, ops: Vec<Op>) -> Result<Vec<Result<OpResult>>> {
         let deadline = tokio::time::Instant::now() + self.inner.config.request_timeout;
         loop {
             let (leader, addr) = self.wait_leader().await?;
@@ -416,6 +427,17 @@ impl Store {
     /// Make the next read linearizable: learn the leader's commit index (read index) and wait
     /// until this replica has applied it.
     pub async fn linearize(&self) -> Result<()> {
+        let timeout = self.inner.config.request_timeout;
+        match tokio::time::timeout(timeout, self.linearize_inner()).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout(format!(
+                "could not confirm a linearizable read within {timeout:?} (no quorum reachable from node {}?)",
+                self.id()
+            ))),
+        }
+    }
+
+    async fn linearize_inner(&self) -> Result<()> {
         let (leader, addr) = self.wait_leader().await?;
         let index = if leader == self.id() {
             self.read_index().await?

@@ -1,1 +1,5 @@
-//! Shared harness for rkube black-box tests and benchmarks.
+//! Shared harness for rkube black-box tests and benchmarks: in-process store clusters with fault
+//! injection, and polling helpers.
+
+pub mod store_cluster;
+pub mod wait;
