@@ -1,7 +1,8 @@
 //! The RocksDB database that holds both the Raft log and the MVCC state machine, one column
 //! family per concern. RocksDB types never leave the `store` crate.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
@@ -30,6 +31,14 @@ const ALL_CFS: [&str; 6] = [CF_LOGS, CF_RAFT, CF_KV, CF_KV_REV, CF_HISTORY, CF_M
 #[derive(Clone)]
 pub struct Db {
     inner: Arc<DB>,
+    /// Set on the first failed write or sync. RocksDB must not be written again after a failed
+    /// WAL write (it cannot tell what reached the disk), so the replica fails every later write
+    /// and stops instead.
+    failed: Arc<AtomicBool>,
+    /// Writes are refused (and the replica stops) when the file system holding the database has
+    /// less free space than this; 0 disables the check.
+    reserve_bytes: u64,
+    path: PathBuf,
 }
 
 impl Db {
@@ -41,11 +50,14 @@ impl Db {
         opts.create_missing_column_families(true);
         opts.set_paranoid_checks(true);
         // Acknowledged writes are synced; keep the WAL as the source of truth for the log.
-        opts.set_max_total_wal_size(256 << 20);
+        opts.set_max_total_wal_size(64 << 20);
         opts.increase_parallelism(2);
-        let cfs = ALL_CFS
-            .iter()
-            .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        let cfs = ALL_CFS.iter().map(|name| {
+            let mut cf = Options::default();
+            // Small memtables keep a flush's disk need well below the free-space reserve.
+            cf.set_write_buffer_size(32 << 20);
+            ColumnFamilyDescriptor::new(*name, cf)
+        });
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| {
             Error::Storage(format!(
                 "cannot open the store database in {}: {e}",
@@ -54,7 +66,18 @@ impl Db {
         })?;
         Ok(Db {
             inner: Arc::new(db),
+            failed: Arc::new(AtomicBool::new(false)),
+            reserve_bytes: 0,
+            path: path.to_path_buf(),
         })
+    }
+
+    /// Keep at least `bytes` free on the database's file system: a write that finds less stops
+    /// the replica with a clear message before RocksDB runs into a full disk (after a failed WAL
+    /// write RocksDB cannot continue safely).
+    pub fn with_disk_reserve(mut self, bytes: u64) -> Db {
+        self.reserve_bytes = bytes;
+        self
     }
 
     pub fn cf(&self, name: &str) -> &ColumnFamily {
@@ -70,18 +93,67 @@ impl Db {
 
     /// Write a batch, fsyncing the WAL before returning when `sync`.
     pub fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
+        self.check_healthy()?;
         let mut opts = WriteOptions::default();
         opts.set_sync(sync);
-        self.inner
-            .write_opt(batch, &opts)
-            .map_err(|e| Error::Storage(format!("write failed: {e}")))
+        let r = self.inner.write_opt(batch, &opts);
+        self.record(r, "write")
     }
 
     /// Fsync the WAL: every write made so far is durable when this returns.
     pub fn sync_wal(&self) -> Result<()> {
-        self.inner
-            .flush_wal(true)
-            .map_err(|e| Error::Storage(format!("wal sync failed: {e}")))
+        self.check_healthy()?;
+        let r = self.inner.flush_wal(true);
+        self.record(r, "wal sync")
+    }
+
+    fn check_healthy(&self) -> Result<()> {
+        if self.failed.load(Ordering::SeqCst) {
+            return Err(Error::Storage(
+                "an earlier write failed; this replica has stopped writing".into(),
+            ));
+        }
+        if self.reserve_bytes > 0 {
+            let free = rustix::fs::statvfs(&self.path)
+                .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+                .map_err(|e| {
+                    Error::Storage(format!(
+                        "cannot check free space in {}: {e}",
+                        self.path.display()
+                    ))
+                });
+            let low = match free {
+                Ok(free) if free < self.reserve_bytes => Some(format!(
+                    "disk nearly full: {} MiB free in {}, below the reserve of {} MiB",
+                    free >> 20,
+                    self.path.display(),
+                    self.reserve_bytes >> 20
+                )),
+                Ok(_) => None,
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(why) = low {
+                return self.record(Err(why), "write");
+            }
+        }
+        Ok(())
+    }
+
+    fn record<E: std::fmt::Display>(
+        &self,
+        r: std::result::Result<(), E>,
+        what: &str,
+    ) -> Result<()> {
+        r.map_err(|e| {
+            if !self.failed.swap(true, Ordering::SeqCst) {
+                tracing::error!(
+                    error = %e,
+                    "storage failure: {what} failed (disk full or data directory unwritable?); this replica stops \
+                     rather than acknowledge writes it cannot persist"
+                );
+            }
+            Error::Storage(format!("{what} failed: {e}"))
+        })
     }
 
     pub fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {

@@ -39,6 +39,9 @@ pub struct StoreConfig {
     pub logs_kept_after_snapshot: u64,
     /// How long a write or read waits for a leader before failing as unavailable.
     pub request_timeout: Duration,
+    /// Free space kept on the data directory's file system: below it the replica stops instead
+    /// of risking writes it cannot persist.
+    pub disk_reserve_bytes: u64,
 }
 
 impl StoreConfig {
@@ -59,6 +62,7 @@ impl StoreConfig {
             snapshot_after_logs: 20_000,
             logs_kept_after_snapshot: 2_000,
             request_timeout: Duration::from_secs(10),
+            disk_reserve_bytes: 128 << 20,
         }
     }
 }
@@ -111,7 +115,8 @@ impl Store {
     /// Open the replica's storage under `config.data_dir` and start its Raft node (not yet part of
     /// any cluster unless its storage says so: see `initialize` and `add_member`).
     pub async fn open(config: StoreConfig, pool: PeerPool) -> Result<Store> {
-        let db = Db::open(&config.data_dir.join("db"))?;
+        let db =
+            Db::open(&config.data_dir.join("db"))?.with_disk_reserve(config.disk_reserve_bytes);
         let sm = StateMachine::open(db.clone(), config.data_dir.join("snapshots"))?;
         let hub = sm.hub();
         let raft_config = openraft::Config {

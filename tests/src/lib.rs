@@ -1,5 +1,6 @@
 //! Shared harness for rkube black-box tests and benchmarks: in-process store clusters with fault
 //! injection, and polling helpers.
 
+pub mod process;
 pub mod store_cluster;
 pub mod wait;
