@@ -1,7 +1,10 @@
 //! Compiles the `.proto` files with protox (pure Rust, no system protoc) into tonic/prost code,
 //! and writes the file descriptor set that server reflection serves.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/rkube/store/v1/store.proto"];
+    let files = [
+        "proto/rkube/store/v1/store.proto",
+        "proto/rkube/api/v1/api.proto",
+    ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }

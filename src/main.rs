@@ -34,13 +34,7 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
     let result = match cli.command {
-        Command::Server(args) => match tokio::net::TcpListener::bind(&args.listen_peer).await {
-            Ok(l) => rkube::server::run(args, l, shutdown_signal()).await,
-            Err(e) => Err(anyhow::anyhow!(
-                "cannot listen on {}: {e}",
-                args.listen_peer
-            )),
-        },
+        Command::Server(args) => serve(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -49,6 +43,17 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+async fn serve(args: rkube::server::ServerArgs) -> anyhow::Result<()> {
+    let bind = |addr: String| async move {
+        tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
+    };
+    let peer = bind(args.listen_peer.clone()).await?;
+    let api = bind(args.listen_api.clone()).await?;
+    rkube::server::run(args, peer, api, shutdown_signal()).await
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -1,7 +1,8 @@
-//! `rkube server`: one control-plane replica. Today it runs the replicated store; the API server,
-//! controllers and scheduler join it as their issues land.
+//! `rkube server`: one control-plane replica: the replicated store and the API server on top of
+//! it (controllers and the scheduler join as their issues land).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -21,6 +22,12 @@ pub struct ServerArgs {
     /// Address other servers dial to reach this one (default: the listen address).
     #[arg(long, env = "RKUBE_ADVERTISE_PEER")]
     pub advertise_peer: Option<String>,
+    /// Address to listen on for the API (clients, controllers, agents).
+    #[arg(long, default_value = "127.0.0.1:6443", env = "RKUBE_LISTEN_API")]
+    pub listen_api: String,
+    /// Address clients use to reach this server's API (default: the listen address).
+    #[arg(long, env = "RKUBE_ADVERTISE_API")]
+    pub advertise_api: Option<String>,
     /// Join the cluster of the server at this peer address instead of creating a new cluster.
     #[arg(long, env = "RKUBE_JOIN")]
     pub join: Option<String>,
@@ -31,6 +38,29 @@ pub struct ServerArgs {
     /// Extra DNS names or IPs for this server's certificate (repeatable).
     #[arg(long = "tls-san")]
     pub tls_san: Vec<String>,
+    /// IP range Services get cluster IPs from.
+    #[arg(long, default_value = "10.96.0.0/16")]
+    pub service_cidr: String,
+    /// Node ports Services of type NodePort get, as FIRST-LAST.
+    #[arg(long, default_value = "30000-32767", value_parser = parse_port_range)]
+    pub node_port_range: (u16, u16),
+    /// History older than this is compacted (watches must resume from newer revisions).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub compaction_interval: Duration,
+}
+
+fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or("expected FIRST-LAST, e.g. 30000-32767")?;
+    let (a, b): (u16, u16) = (
+        a.parse().map_err(|e| format!("{a}: {e}"))?,
+        b.parse().map_err(|e| format!("{b}: {e}"))?,
+    );
+    if a > b {
+        return Err(format!("{a} is above {b}"));
+    }
+    Ok((a, b))
 }
 
 impl ServerArgs {
@@ -41,17 +71,22 @@ impl ServerArgs {
         o.join = self.join.clone();
         o.token = self.token.clone();
         o.extra_sans = self.tls_san.clone();
+        if let Some(api) = &self.advertise_api {
+            o.extra_sans.push(api.clone());
+        }
         o
     }
 }
 
-/// Run a server until `shutdown` resolves, then stop it cleanly.
+/// Run a server on the given listeners until `shutdown` resolves, then stop it cleanly.
 pub async fn run(
     args: ServerArgs,
-    listener: TcpListener,
+    peer_listener: TcpListener,
+    api_listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let server = rkube_store::start(args.options(), listener)
+    let api_local = api_listener.local_addr()?;
+    let server = rkube_store::start(args.options(), peer_listener)
         .await
         .with_context(|| {
             format!(
@@ -59,12 +94,38 @@ pub async fn run(
                 args.data_dir.display()
             )
         })?;
+    let (ca, cert) = rkube_store::tls::TlsDir::new(server.tls_dir.clone())
+        .load()
+        .with_context(|| format!("cannot load certificates from {}", server.tls_dir.display()))?;
+    let advertise_api = args
+        .advertise_api
+        .clone()
+        .unwrap_or_else(|| api_local.to_string());
+    let config = rkube_apiserver::server::ApiConfig {
+        advertise_addr: advertise_api.clone(),
+        data_dir: args.data_dir.clone(),
+        service_cidr: args.service_cidr.clone(),
+        node_ports: args.node_port_range.0..=args.node_port_range.1,
+        compaction_interval: args.compaction_interval,
+        clock: rkube_apiserver::registry::system_clock(),
+    };
+    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let api = tokio::spawn(rkube_apiserver::server::serve(
+        server.store.clone(),
+        ca,
+        cert,
+        api_listener,
+        config,
+        async {
+            let _ = api_stopped.await;
+        },
+    ));
     let id = &server.identity;
     tracing::info!(
         node = id.node_id,
         cluster = format!("{:016x}", id.cluster_id),
         peer = %server.addr,
-        advertise = %id.advertise_addr,
+        api = %advertise_api,
         data_dir = %args.data_dir.display(),
         "rkube server is ready"
     );
@@ -74,18 +135,22 @@ pub async fn run(
         args.data_dir.join("join-token").display()
     );
     let mut metrics = server.store.raft().metrics();
-    tokio::select! {
-        _ = shutdown => tracing::info!("shutting down"),
-        // A replica whose storage failed stops rather than keep serving.
-        _ = metrics.wait_for(|m| m.state == openraft_state_shutdown()) => {
-            server.shutdown().await;
-            anyhow::bail!("the replica stopped (storage failure? see the log above)");
+    let outcome = tokio::select! {
+        _ = shutdown => {
+            tracing::info!("shutting down");
+            Ok(())
         }
-    }
+        // A replica whose storage failed stops rather than keep serving.
+        _ = metrics.wait_for(|m| m.state == rkube_store::types::ServerState::Shutdown) => {
+            Err(anyhow::anyhow!("the replica stopped (storage failure? see the log above)"))
+        }
+        r = api => match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(anyhow::anyhow!("the API server stopped: {e}")),
+            Err(e) => Err(anyhow::anyhow!("the API server task failed: {e}")),
+        },
+    };
+    let _ = stop_api.send(());
     server.shutdown().await;
-    Ok(())
-}
-
-fn openraft_state_shutdown() -> rkube_store::types::ServerState {
-    rkube_store::types::ServerState::Shutdown
+    outcome
 }

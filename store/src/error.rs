@@ -97,7 +97,11 @@ impl From<tonic::Status> for Error {
                     compacted,
                 }
             }
-            Code::InvalidArgument => Error::Invalid(msg),
+            Code::InvalidArgument => Error::Invalid(
+                msg.strip_prefix("invalid request: ")
+                    .unwrap_or(&msg)
+                    .to_string(),
+            ),
             Code::Unauthenticated | Code::PermissionDenied => Error::Unauthenticated(msg),
             Code::DeadlineExceeded => Error::Timeout(msg),
             Code::Internal | Code::DataLoss => Error::Storage(msg),

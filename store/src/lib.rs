@@ -21,3 +21,10 @@ pub use error::{Error, Result};
 pub use node::{Store, StoreConfig};
 pub use server::{start, Identity, RunningServer, ServerOptions};
 pub use types::{NodeId, Op, OpResult};
+
+#[cfg(test)]
+mod conformance_tests;
+#[cfg(test)]
+mod mvcc_tests;
+#[cfg(test)]
+mod watch_tests;

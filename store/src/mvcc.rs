@@ -269,6 +269,10 @@ impl<'a> Applier<'a> {
 
     /// Current live keys in the range: the database merged with this entry's overlay.
     fn current_range(&self, range: &KeyRange) -> Result<Vec<(Vec<u8>, Record)>> {
+        // `BTreeMap::range` panics when the start is above the end; such a range is empty.
+        if range.is_empty() {
+            return Ok(Vec::new());
+        }
         if range.single {
             return Ok(self
                 .current(&range.start)?
@@ -452,6 +456,13 @@ impl<'a> Applier<'a> {
             }
         }
         let ops = if succeeded { &t.success } else { &t.failure };
+        // Every error must come before the first write: a write already in the batch would be
+        // committed without its revision being counted.
+        for op in ops {
+            if let Some(pb::request_op::Request::Range(r)) = &op.request {
+                self.check_txn_read(r.revision)?;
+            }
+        }
         let rev = self.revs.current + 1;
         let mut sub = 0u32;
         let mut wrote = false;
@@ -488,11 +499,36 @@ impl<'a> Applier<'a> {
         })
     }
 
+    /// Whether a range inside a transaction can read `revision`: the current one (0), or a past
+    /// one that is entirely in the database and not compacted (etcd checks the same up front).
+    fn check_txn_read(&self, revision: i64) -> Result<()> {
+        if revision <= 0 || revision == self.revs.current {
+            Ok(())
+        } else if revision > self.revs.current {
+            Err(Error::FutureRevision {
+                requested: revision,
+                current: self.revs.current,
+            })
+        } else if revision > self.base_revision {
+            Err(Error::Invalid(format!(
+                "range.revision {revision} was written earlier in the same batch; read it after the write is acknowledged"
+            )))
+        } else if revision < self.revs.compacted {
+            Err(Error::Compacted {
+                requested: revision,
+                compacted: self.revs.compacted,
+            })
+        } else {
+            Ok(())
+        }
+    }
+
     /// A range inside a transaction: the current state including this entry's earlier writes, or a
-    /// past revision that is entirely in the database.
+    /// past revision that is entirely in the database (checked by `check_txn_read`).
     fn txn_range(&self, r: &pb::RangeRequest) -> Result<pb::RangeResponse> {
+        self.check_txn_read(r.revision)?;
         let range = KeyRange::new(&r.key, &r.range_end);
-        if r.revision == 0 || r.revision >= self.revs.current {
+        if r.revision <= 0 || r.revision == self.revs.current {
             let rows = self.current_range(&range)?;
             Ok(shape_range(
                 r,
@@ -500,13 +536,8 @@ impl<'a> Applier<'a> {
                 rows.into_iter().take(limit_of(r)).collect(),
                 self.revs.current,
             ))
-        } else if r.revision <= self.base_revision {
-            range_at(self.db, None, r, self.revs)
         } else {
-            Err(Error::Invalid(format!(
-                "range.revision {} was written earlier in the same batch; read it after the write is acknowledged",
-                r.revision
-            )))
+            range_at(self.db, None, r, self.revs)
         }
     }
 

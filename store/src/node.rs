@@ -162,6 +162,21 @@ impl Store {
         self.inner.config.node_id
     }
 
+    /// Whether this replica is the Raft leader right now (as far as it knows).
+    pub fn is_leader(&self) -> bool {
+        self.inner.raft.metrics().borrow().current_leader == Some(self.id())
+    }
+
+    /// The current leader's id, if one is known.
+    pub fn leader_id(&self) -> Option<NodeId> {
+        self.inner.raft.metrics().borrow().current_leader
+    }
+
+    /// The Raft term this replica is in.
+    pub fn current_term(&self) -> u64 {
+        self.inner.raft.metrics().borrow().current_term
+    }
+
     pub fn config(&self) -> &StoreConfig {
         &self.inner.config
     }
@@ -660,6 +675,20 @@ impl Store {
         })
     }
 
+    /// A consistent backup of the whole state machine (the same format snapshots use), after
+    /// a linearizable barrier so it includes every write acknowledged before the call.
+    pub async fn backup(&self) -> Result<Vec<u8>> {
+        self.linearize().await?;
+        let db = self.inner.db.clone();
+        let (_, data) = tokio::task::spawn_blocking(move || {
+            crate::state_machine::dump_snapshot(&db)
+                .map_err(|e| Error::Storage(format!("backup failed: {e}")))
+        })
+        .await
+        .map_err(|e| Error::Storage(format!("backup task failed: {e}")))??;
+        Ok(data)
+    }
+
     /// Stop the Raft node. Pending requests fail as unavailable.
     pub async fn shutdown(&self) {
         let _ = self.inner.raft.shutdown().await;
@@ -682,6 +711,11 @@ fn membership_err(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> 
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => Error::Unavailable(format!(
             "leadership changed during the membership change (leader now {:?}); retry",
             f.leader_id
+        )),
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(
+            e @ openraft::error::ChangeMembershipError::InProgress(_),
+        )) => Error::Unavailable(format!(
+            "another membership change is in progress; retry: {e}"
         )),
         RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
             Error::Invalid(format!("membership change refused: {e}"))

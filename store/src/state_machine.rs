@@ -206,7 +206,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 
 /// Serialize every state-machine column family as of one RocksDB snapshot. Frame format:
 /// magic, then per pair: cf index (u8), key length (u32 BE), key, value length (u32 BE), value.
-fn dump_snapshot(db: &Db) -> Result<(SnapshotMeta, Vec<u8>), StorageError> {
+pub(crate) fn dump_snapshot(db: &Db) -> Result<(SnapshotMeta, Vec<u8>), StorageError> {
     let snap = db.raw().snapshot();
     let read_meta = |k: &[u8]| -> Result<Option<Vec<u8>>, StorageError> {
         snap.get_cf(db.cf(CF_META), k)
@@ -246,23 +246,22 @@ fn dump_snapshot(db: &Db) -> Result<(SnapshotMeta, Vec<u8>), StorageError> {
     ))
 }
 
-/// Replace the state machine with a snapshot's content, in synced batches.
+/// Replace the state machine with a snapshot's content, in one synced batch: a snapshot that
+/// turns out to be corrupt, or a crash part-way, leaves the previous state as it was (a
+/// half-installed state machine would have neither the old nor the new last-applied log id).
 fn load_snapshot(db: &Db, data: &[u8]) -> Result<(), StorageError> {
     let body = data
         .strip_prefix(SNAPSHOT_MAGIC)
         .ok_or_else(|| snap_err(ErrorVerb::Read, "not an rkube snapshot (bad header)"))?;
-    let mut clear = WriteBatch::default();
+    let mut batch = WriteBatch::default();
     for cf in STATE_MACHINE_CFS {
         for item in db.raw().iterator_cf(db.cf(cf), IteratorMode::Start) {
             let (k, _) = item.map_err(|e| snap_err(ErrorVerb::Write, e))?;
-            clear.delete_cf(db.cf(cf), k);
+            batch.delete_cf(db.cf(cf), k);
         }
     }
-    db.write(clear, false)
-        .map_err(|e| snap_err(ErrorVerb::Write, e))?;
     let truncated = || snap_err(ErrorVerb::Read, "snapshot is truncated");
     let mut pos = 0;
-    let mut batch = WriteBatch::default();
     while pos < body.len() {
         let cf = *STATE_MACHINE_CFS
             .get(body[pos] as usize)
@@ -278,10 +277,6 @@ fn load_snapshot(db: &Db, data: &[u8]) -> Result<(), StorageError> {
         let k = field()?;
         let v = field()?;
         batch.put_cf(db.cf(cf), k, v);
-        if batch.len() >= 10_000 {
-            db.write(std::mem::take(&mut batch), false)
-                .map_err(|e| snap_err(ErrorVerb::Write, e))?;
-        }
     }
     db.write(batch, true)
         .map_err(|e| snap_err(ErrorVerb::Write, e))

@@ -45,16 +45,19 @@ impl WatchHub {
     }
 
     /// Announce what an apply call made durable. Called after the write is synced.
+    ///
+    /// The applied revision moves before the batch is sent, so a watcher that has delivered a
+    /// batch always sees an applied revision at least as high (its progress never goes back).
     pub fn publish(&self, batch: AppliedBatch) {
         let to = batch.to_revision;
-        if batch.from_revision <= batch.to_revision {
-            let _ = self.tx.send(Arc::new(batch));
-        }
         self.revision.send_if_modified(|r| {
             let changed = *r != to;
             *r = to;
             changed
         });
+        if batch.from_revision <= batch.to_revision {
+            let _ = self.tx.send(Arc::new(batch));
+        }
     }
 
     pub fn revision(&self) -> i64 {
@@ -149,7 +152,10 @@ async fn watch_loop(
                 }
             },
             _ = async { progress.as_mut().expect("guarded").tick().await }, if progress.is_some() => {
-                let resp = pb::WatchResponse { header: Some(header(next - 1)), events: vec![], progress_notify: true };
+                // Everything below `next` was delivered; a watch that starts in the future must
+                // still not claim a revision the replica has not applied.
+                let through = (next - 1).min(hub.revision());
+                let resp = pb::WatchResponse { header: Some(header(through)), events: vec![], progress_notify: true };
                 if out.send(Ok(resp)).await.is_err() {
                     return Ok(());
                 }

@@ -1,6 +1,7 @@
 //! Shared harness for rkube black-box tests and benchmarks: in-process store clusters with fault
 //! injection, and polling helpers.
 
+pub mod api_cluster;
 pub mod process;
 pub mod store_cluster;
 pub mod wait;

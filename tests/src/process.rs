@@ -53,6 +53,8 @@ pub struct ServerProcess {
     pub child: Child,
     pub data_dir: PathBuf,
     pub addr: String,
+    /// The API address (a free port chosen at spawn).
+    pub api_addr: String,
     pub log: PathBuf,
 }
 
@@ -60,6 +62,7 @@ impl ServerProcess {
     /// Start `rkube server` with these extra arguments; its output goes to `<data_dir>.log`.
     pub fn spawn(bin: &Path, data_dir: &Path, port: u16, extra: &[&str]) -> ServerProcess {
         let addr = format!("127.0.0.1:{port}");
+        let api_addr = format!("127.0.0.1:{}", free_port());
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let log = std::env::temp_dir().join(format!("rkube-test-{}-{n}.log", std::process::id()));
@@ -70,6 +73,8 @@ impl ServerProcess {
             .arg(data_dir)
             .arg("--listen-peer")
             .arg(&addr)
+            .arg("--listen-api")
+            .arg(&api_addr)
             .args(extra)
             .stdout(Stdio::null())
             .stderr(out)
@@ -79,6 +84,7 @@ impl ServerProcess {
             child,
             data_dir: data_dir.to_path_buf(),
             addr,
+            api_addr,
             log,
         }
     }

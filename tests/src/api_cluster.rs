@@ -1,0 +1,182 @@
+//! In-process rkube servers (store + API) on loopback for API tests: each server runs the same
+//! `rkube::server::run` as the binary, on its own tokio runtime so that killing one drops all it
+//! owns; clients come from the admin kubeconfig the first server writes.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rkube::server::ServerArgs;
+use rkube_client::{Client, ClientConfig, Kubeconfig};
+use tokio::net::TcpListener;
+
+use crate::wait::wait_until;
+
+struct Server {
+    args: ServerArgs,
+    peer_addr: String,
+    api_addr: String,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+/// A cluster of API servers with ids 1..=n.
+pub struct ApiCluster {
+    _base: tempfile::TempDir,
+    servers: Vec<Server>,
+    token: String,
+}
+
+fn args_for(dir: PathBuf, id: u64, compaction: Duration) -> ServerArgs {
+    ServerArgs {
+        data_dir: dir,
+        node_id: Some(id),
+        listen_peer: String::new(),
+        advertise_peer: None,
+        listen_api: String::new(),
+        advertise_api: None,
+        join: None,
+        token: None,
+        tls_san: vec![],
+        service_cidr: "10.96.0.0/16".into(),
+        node_port_range: (30000, 32767),
+        compaction_interval: compaction,
+    }
+}
+
+impl ApiCluster {
+    pub async fn start(n: usize) -> ApiCluster {
+        Self::start_with(n, Duration::from_secs(300)).await
+    }
+
+    /// Start `n` servers; history is compacted every `compaction`.
+    pub async fn start_with(n: usize, compaction: Duration) -> ApiCluster {
+        let base = tempfile::tempdir().expect("tempdir");
+        let mut c = ApiCluster {
+            servers: Vec::new(),
+            token: String::new(),
+            _base: base,
+        };
+        for i in 0..n {
+            let id = i as u64 + 1;
+            let mut args = args_for(c._base.path().join(format!("server-{id}")), id, compaction);
+            if i > 0 {
+                args.join = Some(c.servers[0].peer_addr.clone());
+                args.token = Some(c.token.clone());
+            }
+            let peer = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let api = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let peer_addr = peer.local_addr().expect("addr").to_string();
+            let api_addr = api.local_addr().expect("addr").to_string();
+            args.listen_peer = peer_addr.clone();
+            args.listen_api = api_addr.clone();
+            let mut server = Server {
+                args,
+                peer_addr,
+                api_addr,
+                runtime: None,
+            };
+            launch(&mut server, peer, api).await;
+            if i == 0 {
+                let token_file = server.args.data_dir.join("join-token");
+                c.token = wait_until(Duration::from_secs(20), "the join token", || {
+                    let f = token_file.clone();
+                    async move {
+                        std::fs::read_to_string(f)
+                            .ok()
+                            .map(|t| t.trim().to_string())
+                    }
+                })
+                .await;
+            }
+            c.servers.push(server);
+        }
+        let kubeconfig = c.servers[0].args.data_dir.join("admin.kubeconfig");
+        wait_until(Duration::from_secs(30), "the admin kubeconfig", || {
+            let k = kubeconfig.clone();
+            async move { k.exists().then_some(()) }
+        })
+        .await;
+        // Every server has registered its API address and the built-in namespaces exist.
+        let client = c.client();
+        wait_until(
+            Duration::from_secs(30),
+            "every member with an API address",
+            || {
+                let client = client.clone();
+                async move {
+                    let m = client.members().await.ok()?;
+                    (m.members.len() == n && m.members.iter().all(|m| !m.api_addr.is_empty()))
+                        .then_some(())
+                }
+            },
+        )
+        .await;
+        c
+    }
+
+    /// The admin client configuration, listing every server (in id order).
+    pub fn client_config(&self) -> ClientConfig {
+        let path = self.servers[0].args.data_dir.join("admin.kubeconfig");
+        let mut config = Kubeconfig::load(&path)
+            .expect("kubeconfig")
+            .client_config()
+            .expect("client config");
+        config.servers = self.servers.iter().map(|s| s.api_addr.clone()).collect();
+        config
+    }
+
+    /// A client whose first choice is server `id` (then the others).
+    pub fn client_to(&self, id: usize) -> Client {
+        let mut config = self.client_config();
+        config.servers.rotate_left(id - 1);
+        Client::new(config).expect("client")
+    }
+
+    pub fn client(&self) -> Client {
+        self.client_to(1)
+    }
+
+    pub fn api_addr(&self, id: usize) -> &str {
+        &self.servers[id - 1].api_addr
+    }
+
+    pub fn data_dir(&self, id: usize) -> &std::path::Path {
+        &self.servers[id - 1].args.data_dir
+    }
+
+    /// Kill server `id` as a crash would.
+    pub fn kill(&mut self, id: usize) {
+        if let Some(rt) = self.servers[id - 1].runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+async fn launch(server: &mut Server, peer: TcpListener, api: TcpListener) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let args = server.args.clone();
+    let (peer, api) = (peer.into_std().expect("std"), api.into_std().expect("std"));
+    let log = server.args.data_dir.with_extension("log");
+    runtime.spawn(async move {
+        let peer = TcpListener::from_std(peer).expect("listener");
+        let api = TcpListener::from_std(api).expect("listener");
+        if let Err(e) = rkube::server::run(args, peer, api, std::future::pending()).await {
+            let _ = std::fs::write(log, format!("{e:#}"));
+            eprintln!("server stopped: {e:#}");
+        }
+    });
+    server.runtime = Some(runtime);
+}
+
+impl Drop for ApiCluster {
+    fn drop(&mut self) {
+        for s in &mut self.servers {
+            if let Some(rt) = s.runtime.take() {
+                rt.shutdown_background();
+            }
+        }
+    }
+}
