@@ -23,7 +23,10 @@ use crate::watch::{AppliedBatch, WatchHub};
 
 const META_APPLIED: &[u8] = b"last_applied";
 const META_MEMBERSHIP: &[u8] = b"membership";
-const SNAPSHOT_MAGIC: &[u8] = b"RKUBE-SNAPSHOT-1\n";
+const SNAPSHOT_MAGIC: &[u8] = b"RKUBE-SNAPSHOT-2\n";
+/// Length of the trailing SHA-256 of everything before it: a snapshot cut anywhere, even between
+/// records, is detected.
+const SNAPSHOT_DIGEST_LEN: usize = 32;
 
 fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
     StorageError::from_io_error(
@@ -232,6 +235,8 @@ pub(crate) fn dump_snapshot(db: &Db) -> Result<(SnapshotMeta, Vec<u8>), StorageE
             data.extend_from_slice(&v);
         }
     }
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(&data);
+    data.extend_from_slice(&digest);
     let snapshot_id = match &last_log_id {
         Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, rand::random::<u32>()),
         None => format!("empty-{}", rand::random::<u32>()),
@@ -250,7 +255,17 @@ pub(crate) fn dump_snapshot(db: &Db) -> Result<(SnapshotMeta, Vec<u8>), StorageE
 /// turns out to be corrupt, or a crash part-way, leaves the previous state as it was (a
 /// half-installed state machine would have neither the old nor the new last-applied log id).
 fn load_snapshot(db: &Db, data: &[u8]) -> Result<(), StorageError> {
-    let body = data
+    if data.len() < SNAPSHOT_MAGIC.len() + SNAPSHOT_DIGEST_LEN {
+        return Err(snap_err(ErrorVerb::Read, "snapshot is truncated"));
+    }
+    let (signed, digest) = data.split_at(data.len() - SNAPSHOT_DIGEST_LEN);
+    if <sha2::Sha256 as sha2::Digest>::digest(signed).as_slice() != digest {
+        return Err(snap_err(
+            ErrorVerb::Read,
+            "snapshot checksum mismatch (truncated or corrupt)",
+        ));
+    }
+    let body = signed
         .strip_prefix(SNAPSHOT_MAGIC)
         .ok_or_else(|| snap_err(ErrorVerb::Read, "not an rkube snapshot (bad header)"))?;
     let mut batch = WriteBatch::default();
