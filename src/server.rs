@@ -35,6 +35,9 @@ pub struct ServerArgs {
     /// the secret part others join with.
     #[arg(long, env = "RKUBE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// When joining, stay a non-voting learner until promoted (`rkube cluster promote ID`).
+    #[arg(long, requires = "join")]
+    pub learner: bool,
     /// Extra DNS names or IPs for this server's certificate (repeatable).
     #[arg(long = "tls-san")]
     pub tls_san: Vec<String>,
@@ -71,6 +74,7 @@ impl ServerArgs {
         o.join = self.join.clone();
         o.token = self.token.clone();
         o.extra_sans = self.tls_san.clone();
+        o.learner = self.learner;
         if let Some(api) = &self.advertise_api {
             o.extra_sans.push(api.clone());
         }

@@ -36,6 +36,8 @@ pub struct ServerOptions {
     pub token: Option<String>,
     /// Extra names and addresses for this server's certificate.
     pub extra_sans: Vec<String>,
+    /// When joining, stay a non-voting learner until promoted (`rkube cluster promote`).
+    pub learner: bool,
     /// Overrides of the Raft timing (tests use short ones).
     pub tune: Option<fn(&mut StoreConfig)>,
 }
@@ -49,6 +51,7 @@ impl ServerOptions {
             join: None,
             token: None,
             extra_sans: Vec::new(),
+            learner: false,
             tune: None,
         }
     }
@@ -348,7 +351,7 @@ pub async fn start(opts: ServerOptions, listener: TcpListener) -> Result<Running
         );
     }
     if let Some(join_addr) = identity.pending_join.clone() {
-        add_self(&store, &join_addr, &ca, &cert, &identity).await?;
+        add_self(&store, &join_addr, &ca, &cert, &identity, opts.learner).await?;
         identity.pending_join = None;
         write_identity(&dir, &identity)?;
         tracing::info!(
@@ -452,6 +455,7 @@ async fn add_self(
     ca: &CaBundle,
     cert: &CertKey,
     id: &Identity,
+    learner_only: bool,
 ) -> Result<()> {
     let ep = endpoint(join_addr, &tls::client_tls_config(&ca.cert_pem, Some(cert)))?
         .timeout(Duration::from_secs(120));
@@ -466,7 +470,7 @@ async fn add_self(
                 .add_member(pb::AddMemberRequest {
                     id: id.node_id,
                     addr: id.advertise_addr.clone(),
-                    learner_only: false,
+                    learner_only,
                 })
                 .await
                 .map_err(Error::from)

@@ -36,6 +36,7 @@ fn args_for(dir: PathBuf, id: u64, compaction: Duration) -> ServerArgs {
         join: None,
         token: None,
         tls_san: vec![],
+        learner: false,
         service_cidr: "10.96.0.0/16".into(),
         node_port_range: (30000, 32767),
         compaction_interval: compaction,

@@ -73,6 +73,15 @@ impl StoreCluster {
 
     /// Start a new replica with this id and join it to the cluster (or create the cluster).
     pub async fn add_replica(&mut self, id: u64) {
+        self.add_replica_as(id, false).await
+    }
+
+    /// Like `add_replica`, but the new replica joins as a non-voting learner.
+    pub async fn add_learner(&mut self, id: u64) {
+        self.add_replica_as(id, true).await
+    }
+
+    async fn add_replica_as(&mut self, id: u64, learner: bool) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let dir = self.base.join(format!("node-{id}"));
@@ -89,7 +98,7 @@ impl StoreCluster {
                 running: None,
             },
         );
-        self.launch(id, listener, join).await;
+        self.launch(id, listener, join, learner).await;
         if self.token.is_empty() {
             let path = self.replicas[&id].dir.join("join-token");
             self.token = std::fs::read_to_string(path)
@@ -99,11 +108,18 @@ impl StoreCluster {
         }
     }
 
-    async fn launch(&mut self, id: u64, listener: TcpListener, join: Option<String>) {
+    async fn launch(
+        &mut self,
+        id: u64,
+        listener: TcpListener,
+        join: Option<String>,
+        learner: bool,
+    ) {
         let r = self.replicas.get_mut(&id).expect("replica");
         let mut opts = ServerOptions::new(&r.dir);
         opts.node_id = Some(id);
         opts.join = join;
+        opts.learner = learner;
         opts.token = (!self.token.is_empty()).then(|| self.token.clone());
         opts.tune = Some(self.tune);
         let runtime = tokio::runtime::Builder::new_multi_thread()

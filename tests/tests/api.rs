@@ -575,12 +575,21 @@ async fn unauthenticated_callers_are_refused() {
         .expect_err("bad token");
     assert!(matches!(err, Error::Unauthenticated(_)), "{err}");
     config.token = None;
-    let err = Client::new(config)
+    let err = Client::new(config.clone())
         .unwrap()
         .get(&KindRef::resource("ns"), "", "default")
         .await
         .expect_err("no credentials");
     assert!(matches!(err, Error::Unauthenticated(_)), "{err}");
+    // A client certificate issued by the cluster CA authenticates without a token.
+    let tls = c.data_dir(1).join("tls");
+    config.client_cert_pem = Some(std::fs::read_to_string(tls.join("admin.pem")).expect("cert"));
+    config.client_key_pem = Some(std::fs::read_to_string(tls.join("admin.key")).expect("key"));
+    Client::new(config)
+        .unwrap()
+        .get(&KindRef::resource("ns"), "", "default")
+        .await
+        .expect("client certificate accepted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

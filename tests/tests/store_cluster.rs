@@ -433,3 +433,43 @@ async fn members_can_be_added_and_removed_through_any_replica() {
         .expect_err("not a member");
     assert!(err.to_string().contains("not a member"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learner_replicates_without_voting_until_promoted() {
+    let mut c = StoreCluster::start(3).await;
+    c.add_learner(4).await;
+    let leader = c.leader().await;
+    let member = |c: &StoreCluster| {
+        c.store(leader)
+            .members()
+            .0
+            .into_iter()
+            .find(|m| m.id == 4)
+            .expect("member 4")
+    };
+    assert!(!member(&c).voter, "joined as a learner");
+    c.store(leader).put(put("/learn", "1")).await.expect("put");
+    wait_until(
+        Duration::from_secs(5),
+        "the learner to replicate",
+        || async { read_serializable(&c, 4, "/learn").await },
+    )
+    .await;
+    // Promote through a follower (forwarded to the leader).
+    let via = c
+        .ids()
+        .into_iter()
+        .find(|id| *id != leader && *id != 4)
+        .expect("follower");
+    let members = c.store(via).promote_member(4).await.expect("promote");
+    assert!(members.iter().any(|m| m.id == 4 && m.voter));
+    assert_eq!(
+        c.store(leader)
+            .members()
+            .0
+            .iter()
+            .filter(|m| m.voter)
+            .count(),
+        4
+    );
+}
