@@ -78,7 +78,9 @@ pub async fn serve(
     // Well above the object limit, so oversized objects get the registry's clear message
     // instead of the transport's.
     let limit = 4 * MAX_OBJECT_BYTES;
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Accepted connections need TCP_NODELAY too (the builder's setting applies only when
+    // tonic binds the socket itself); without it small responses wait for delayed ACKs.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
         .tls_config(tls::server_tls_config(&ca, &cert))
         .map_err(|e| Error::Internal(format!("API TLS: {e}")))?

@@ -76,6 +76,27 @@ type SnapshotStream = Pin<Box<dyn Stream<Item = Result<api::SnapshotChunk, Statu
 
 #[tonic::async_trait]
 impl Resources for ApiService {
+    async fn discovery(
+        &self,
+        req: Request<api::DiscoveryRequest>,
+    ) -> Result<Response<api::DiscoveryResponse>, Status> {
+        self.authn(&req).await?;
+        let resources = kinds::KINDS
+            .iter()
+            .map(|k| api::ApiResource {
+                name: k.plural.into(),
+                singular_name: k.singular.into(),
+                short_names: k.short_names.iter().map(|s| s.to_string()).collect(),
+                group: k.group.into(),
+                version: k.version.into(),
+                kind: k.kind.into(),
+                namespaced: k.namespaced,
+                has_status: k.has_status,
+            })
+            .collect();
+        Ok(Response::new(api::DiscoveryResponse { resources }))
+    }
+
     async fn create(
         &self,
         req: Request<api::CreateRequest>,

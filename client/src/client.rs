@@ -550,6 +550,19 @@ impl Client {
 
     // ---- the control plane -----------------------------------------------------------------
 
+    /// The kinds the server serves.
+    pub async fn discovery(&self) -> Result<Vec<api::ApiResource>> {
+        let me = self.clone();
+        Ok(self
+            .call(|ch| {
+                let r = me.request(api::DiscoveryRequest {});
+                async move { ResourcesClient::new(ch).discovery(r).await }
+            })
+            .await?
+            .into_inner()
+            .resources)
+    }
+
     pub async fn members(&self) -> Result<api::MembersResponse> {
         let me = self.clone();
         Ok(self

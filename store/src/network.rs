@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
 };
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
@@ -105,6 +105,8 @@ pub fn endpoint(addr: &str, tls: &ClientTlsConfig) -> Result<Endpoint> {
 /// Creates one `PeerClient` per target for openraft.
 pub struct NetworkFactory {
     pub pool: PeerPool,
+    /// This replica's id (reported in timeouts).
+    pub id: NodeId,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -112,6 +114,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 
     async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerClient {
         PeerClient {
+            id: self.id,
             target,
             addr: node.addr.clone(),
             pool: self.pool.clone(),
@@ -120,6 +123,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 }
 
 pub struct PeerClient {
+    id: NodeId,
     target: NodeId,
     addr: String,
     pool: PeerPool,
@@ -156,15 +160,26 @@ impl PeerClient {
             "vote" => client.vote(request).await,
             _ => client.install_snapshot(request).await,
         };
+        let action = match which {
+            "append" => RPCTypes::AppendEntries,
+            "vote" => RPCTypes::Vote,
+            _ => RPCTypes::InstallSnapshot,
+        };
         let resp = resp.map_err(|s| match s.code() {
-            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
-                unreachable(format!(
-                    "{which} to node {} at {}: {}",
-                    self.target,
-                    self.addr,
-                    s.message()
-                ))
-            }
+            // A slow answer is not a dead peer: openraft retries a timeout at once, while an
+            // unreachable peer is backed off for half a second (stalling commits).
+            tonic::Code::DeadlineExceeded => RPCError::Timeout(Timeout {
+                action,
+                id: self.id,
+                target: self.target,
+                timeout: ttl,
+            }),
+            tonic::Code::Unavailable => unreachable(format!(
+                "{which} to node {} at {}: {}",
+                self.target,
+                self.addr,
+                s.message()
+            )),
             _ => RPCError::Network(NetworkError::new(&TransportError(format!(
                 "{which} to node {}: {s}",
                 self.target

@@ -133,7 +133,10 @@ impl Store {
         }
         .validate()
         .map_err(|e| Error::Invalid(format!("raft configuration: {e}")))?;
-        let network = NetworkFactory { pool: pool.clone() };
+        let network = NetworkFactory {
+            pool: pool.clone(),
+            id: config.node_id,
+        };
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
@@ -727,14 +730,26 @@ fn membership_err(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> 
 struct NotLeader;
 const NOT_LEADER: &str = "__not_leader__";
 
+/// Log entries the batcher keeps in flight at once. Enough to pipeline replication and fsyncs;
+/// few enough that proposals arriving meanwhile queue up and go out together in the next entry
+/// (with no limit every proposal became its own entry and its own fsync).
+const MAX_ENTRIES_IN_FLIGHT: usize = 2;
+
 /// The leader's batcher: packs the proposals waiting in the queue into one log entry, hands it
-/// to Raft without waiting for the previous one to commit (so entries pipeline), and routes each
-/// result back to its proposer.
+/// to Raft without waiting for the previous one to commit (so entries pipeline, up to
+/// `MAX_ENTRIES_IN_FLIGHT`), and routes each result back to its proposer.
 async fn run_batcher(raft: Raft, mut rx: mpsc::Receiver<Proposal>) {
-    while let Some(first) = rx.recv().await {
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_ENTRIES_IN_FLIGHT));
+    loop {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(first) = rx.recv().await else {
+            return;
+        };
+        let mut bytes = op_size(&first.op);
         let mut ops = vec![first.op];
         let mut replies = vec![first.reply];
-        let mut bytes = 0usize;
         while ops.len() < MAX_BATCH_OPS && bytes < MAX_BATCH_BYTES {
             match rx.try_recv() {
                 Ok(p) => {
@@ -753,7 +768,9 @@ async fn run_batcher(raft: Raft, mut rx: mpsc::Receiver<Proposal>) {
             }
             Ok(pending) => {
                 tokio::spawn(async move {
-                    match pending.await {
+                    let outcome = pending.await;
+                    drop(permit);
+                    match outcome {
                         Ok(Ok(resp)) => {
                             for (r, res) in replies.into_iter().zip(resp.data.results) {
                                 let _ = r.send(res);

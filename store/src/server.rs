@@ -322,7 +322,9 @@ pub async fn start(opts: ServerOptions, listener: TcpListener) -> Result<Running
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server_tls = tls::server_tls_config(&ca, &cert);
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Accepted connections need TCP_NODELAY too (the builder's setting applies only when
+    // tonic binds the socket itself); without it small responses wait for delayed ACKs.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let router = tonic::transport::Server::builder()
         .tls_config(server_tls)
         .map_err(|e| Error::Invalid(format!("server TLS: {e}")))?

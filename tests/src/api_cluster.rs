@@ -132,6 +132,27 @@ impl ApiCluster {
         Client::new(config).expect("client")
     }
 
+    /// Write a kubeconfig listing every server (in id order) and return its path, for running
+    /// the CLI against this cluster.
+    pub fn kubeconfig(&self) -> PathBuf {
+        let config = self.client_config();
+        let path = self._base.path().join("kubeconfig");
+        let servers: Vec<String> = config
+            .servers
+            .iter()
+            .map(|s| format!("https://{s}"))
+            .collect();
+        rkube_apiserver::server::write_kubeconfig(
+            &path,
+            &config.servers[0],
+            &servers,
+            &config.ca_pem,
+            config.token.as_deref().unwrap_or(""),
+        )
+        .expect("write kubeconfig");
+        path
+    }
+
     pub fn client(&self) -> Client {
         self.client_to(1)
     }
