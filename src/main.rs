@@ -1,6 +1,7 @@
-//! The `rkube` binary: parses flags and hands over to the role it names.
+//! The `rkube` binary: parses flags and hands over to the role it names (server) or to the
+//! kubectl-like CLI commands.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use rkube::logging::{self, LogFormat};
 
 #[derive(Parser)]
@@ -10,7 +11,7 @@ use rkube::logging::{self, LogFormat};
     about = "A Kubernetes-style container orchestrator"
 )]
 struct Cli {
-    /// Log format.
+    /// Log format (server and agent logs).
     #[arg(
         long,
         global = true,
@@ -19,6 +20,8 @@ struct Cli {
         env = "RKUBE_LOG_FORMAT"
     )]
     log_format: LogFormat,
+    #[command(flatten)]
+    global: rkube_cli::GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -27,19 +30,39 @@ struct Cli {
 enum Command {
     /// Run a control-plane server (with no flags: a single-node cluster in ./rkube-data).
     Server(rkube::server::ServerArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion { shell: clap_complete::Shell },
+    #[command(flatten)]
+    Cli(rkube_cli::Command),
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format);
     let result = match cli.command {
-        Command::Server(args) => serve(args).await,
+        Command::Server(args) => {
+            logging::init(cli.log_format);
+            serve(args).await
+        }
+        Command::Completion { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "rkube", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Cli(command) => {
+            let mut out = std::io::stdout();
+            rkube_cli::run(&cli.global, command, &mut out).await
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            let msg = format!("{e:#}");
+            // kubectl's habit: server errors start with "Error from server", others with "error:".
+            if msg.starts_with("Error from server") || msg.starts_with("error:") {
+                eprintln!("{msg}");
+            } else {
+                eprintln!("error: {msg}");
+            }
             std::process::ExitCode::FAILURE
         }
     }

@@ -585,6 +585,40 @@ impl Client {
             .into_inner())
     }
 
+    /// Add a server to the Raft cluster (as a learner that catches up, then a voter unless
+    /// `learner_only`).
+    pub async fn add_member(
+        &self,
+        id: u64,
+        peer_addr: &str,
+        learner_only: bool,
+    ) -> Result<api::MembersResponse> {
+        let me = self.clone();
+        Ok(self
+            .call(|ch| {
+                let r = me.request(api::AddMemberRequest {
+                    id,
+                    peer_addr: peer_addr.to_string(),
+                    learner_only,
+                });
+                async move { ClusterClient::new(ch).add_member(r).await }
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// Remove a server from the Raft cluster.
+    pub async fn remove_member(&self, id: u64) -> Result<api::MembersResponse> {
+        let me = self.clone();
+        Ok(self
+            .call(|ch| {
+                let r = me.request(api::RemoveMemberRequest { id });
+                async move { ClusterClient::new(ch).remove_member(r).await }
+            })
+            .await?
+            .into_inner())
+    }
+
     /// A consistent backup of the store.
     pub async fn snapshot(&self) -> Result<Vec<u8>> {
         let me = self.clone();
