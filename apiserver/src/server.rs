@@ -89,7 +89,7 @@ pub async fn serve(
         .add_service(
             ResourcesServer::new(api.clone())
                 .max_decoding_message_size(limit)
-                .max_encoding_message_size(64 << 20),
+                .max_encoding_message_size(512 << 20),
         )
         .add_service(ClusterServer::new(api))
         .add_service(health_service)

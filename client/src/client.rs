@@ -100,6 +100,13 @@ struct Inner {
     channels: Mutex<HashMap<String, Channel>>,
 }
 
+/// Largest response accepted: a list of tens of thousands of objects is tens of MiB.
+const MAX_RESPONSE_BYTES: usize = 512 << 20;
+
+fn resources_client(ch: Channel) -> ResourcesClient<Channel> {
+    ResourcesClient::new(ch).max_decoding_message_size(MAX_RESPONSE_BYTES)
+}
+
 fn decode(obj: &api::Object) -> Result<Value> {
     serde_json::from_slice(&obj.json)
         .map_err(|e| Error::Decode(format!("the server sent an object that is not JSON: {e}")))
@@ -237,7 +244,7 @@ impl Client {
                     namespace: namespace.to_string(),
                     dry_run: false,
                 });
-                async move { ResourcesClient::new(ch).create(req).await }
+                async move { resources_client(ch).create(req).await }
             })
             .await?;
         decode(&resp.into_inner())
@@ -253,7 +260,7 @@ impl Client {
                     name: name.into(),
                     serializable: false,
                 });
-                async move { ResourcesClient::new(ch).get(req).await }
+                async move { resources_client(ch).get(req).await }
             })
             .await?;
         decode(&resp.into_inner())
@@ -274,7 +281,7 @@ impl Client {
                     resource_version: p.resource_version.clone(),
                     serializable: false,
                 });
-                async move { ResourcesClient::new(ch).list(req).await }
+                async move { resources_client(ch).list(req).await }
             })
             .await?
             .into_inner();
@@ -323,7 +330,7 @@ impl Client {
                     dry_run: false,
                 });
                 async move {
-                    let mut c = ResourcesClient::new(ch);
+                    let mut c = resources_client(ch);
                     if status {
                         c.update_status(req).await
                     } else {
@@ -356,7 +363,7 @@ impl Client {
                     status,
                     dry_run: false,
                 });
-                async move { ResourcesClient::new(ch).patch(req).await }
+                async move { resources_client(ch).patch(req).await }
             })
             .await?;
         decode(&resp.into_inner())
@@ -379,7 +386,7 @@ impl Client {
                     name: name.into(),
                     ..opts.clone()
                 });
-                async move { ResourcesClient::new(ch).delete(req).await }
+                async move { resources_client(ch).delete(req).await }
             })
             .await?
             .into_inner();
@@ -421,7 +428,7 @@ impl Client {
                 let opened = me
                     .call(|ch| {
                         let r = me.request(req.clone());
-                        async move { ResourcesClient::new(ch).watch(r).await }
+                        async move { resources_client(ch).watch(r).await }
                     })
                     .await;
                 let mut stream = match opened {
@@ -556,7 +563,7 @@ impl Client {
         Ok(self
             .call(|ch| {
                 let r = me.request(api::DiscoveryRequest {});
-                async move { ResourcesClient::new(ch).discovery(r).await }
+                async move { resources_client(ch).discovery(r).await }
             })
             .await?
             .into_inner()

@@ -251,10 +251,15 @@ impl Client {
 
 async fn start_rkube(bin: &Path, logs: &Path) -> Result<Cluster> {
     let data = tempfile::Builder::new().prefix("rkube-bench-").tempdir()?;
-    let addrs = loopback(&free_ports(3)?);
+    let ports = free_ports(6)?;
+    let (addrs, api_addrs) = (loopback(&ports[..3]), loopback(&ports[3..]));
     let dirs: Vec<PathBuf> = (1..=3).map(|n| data.path().join(format!("d{n}"))).collect();
     let server_args = |n: usize| {
-        let flags = format!("server --node-id {n} --listen-peer {}", addrs[n - 1]);
+        let flags = format!(
+            "server --node-id {n} --listen-peer {} --listen-api {}",
+            addrs[n - 1],
+            api_addrs[n - 1]
+        );
         let mut a = words(&flags);
         a.extend(["--data-dir".into(), dirs[n - 1].display().to_string()]);
         a
