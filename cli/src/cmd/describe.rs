@@ -13,6 +13,8 @@ mod volumes;
 pub(crate) mod workloads;
 
 #[cfg(test)]
+mod generic_tests;
+#[cfg(test)]
 mod tests;
 
 use std::io::Write;
