@@ -317,6 +317,21 @@ impl Cluster for ApiService {
         ))
     }
 
+    async fn promote_member(
+        &self,
+        req: Request<api::PromoteMemberRequest>,
+    ) -> Result<Response<api::MembersResponse>, Status> {
+        self.authn(&req).await?;
+        self.registry
+            .store()
+            .promote_member(req.into_inner().id)
+            .await
+            .map_err(Error::from)?;
+        Ok(Response::new(
+            members::members(self.registry.store()).await?,
+        ))
+    }
+
     async fn remove_member(
         &self,
         req: Request<api::RemoveMemberRequest>,

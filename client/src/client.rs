@@ -614,6 +614,18 @@ impl Client {
             .into_inner())
     }
 
+    /// Make a learner a voter.
+    pub async fn promote_member(&self, id: u64) -> Result<api::MembersResponse> {
+        let me = self.clone();
+        Ok(self
+            .call(|ch| {
+                let r = me.request(api::PromoteMemberRequest { id });
+                async move { ClusterClient::new(ch).promote_member(r).await }
+            })
+            .await?
+            .into_inner())
+    }
+
     /// Remove a server from the Raft cluster.
     pub async fn remove_member(&self, id: u64) -> Result<api::MembersResponse> {
         let me = self.clone();

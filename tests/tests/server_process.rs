@@ -286,3 +286,66 @@ async fn a_full_disk_stops_the_replica_with_a_clear_message() {
     );
     assert!(!acked.is_empty());
 }
+
+/// The operator's path for a learner: join with `--learner`, see it listed as a non-voter, promote
+/// it with `rkube cluster promote`.
+#[tokio::test]
+async fn a_server_joined_as_learner_is_promoted_with_the_cli() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d1 = tmp.path().join("one");
+    let mut s1 = ServerProcess::spawn(&rkube_bin(), &d1, free_port(), &[]);
+    s1.ready().await;
+    let token = std::fs::read_to_string(d1.join("join-token")).expect("token");
+    let d2 = tmp.path().join("two");
+    let args = [
+        "--join",
+        &s1.addr,
+        "--token",
+        token.trim(),
+        "--node-id",
+        "2",
+        "--learner",
+    ];
+    let mut s2 = ServerProcess::spawn(&rkube_bin(), &d2, free_port(), &args);
+    s2.ready().await;
+    let kubeconfig = d1.join("admin.kubeconfig");
+    rkube_tests::wait::wait_until(Duration::from_secs(30), "the admin kubeconfig", || {
+        let k = kubeconfig.clone();
+        async move { k.exists().then_some(()) }
+    })
+    .await;
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(rkube_bin())
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .output()
+            .expect("run rkube");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let voter_of = |table: &str, id: &str| {
+        table
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(id))
+            .and_then(|l| l.split_whitespace().nth(3).map(str::to_string))
+    };
+    assert_eq!(
+        voter_of(&cli(&["cluster", "members"]), "2").as_deref(),
+        Some("false")
+    );
+    let promoted = cli(&["cluster", "promote", "2"]);
+    assert!(
+        promoted.contains("Member 2 promoted to voter"),
+        "{promoted}"
+    );
+    assert_eq!(
+        voter_of(&cli(&["cluster", "members"]), "2").as_deref(),
+        Some("true")
+    );
+}

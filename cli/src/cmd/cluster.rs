@@ -32,6 +32,11 @@ pub enum ClusterCommand {
         #[arg(long)]
         learner: bool,
     },
+    /// Make a learner (a server started with --learner) a voting member.
+    Promote {
+        /// The member's node id.
+        id: u64,
+    },
     /// Remove a server from the Raft cluster.
     RemoveMember {
         /// The member's node id.
@@ -90,6 +95,15 @@ pub async fn run(ctx: &Ctx, a: ClusterCommand, out: &mut (dyn Write + Send)) -> 
                 .await
                 .map_err(|e| anyhow!("{e}"))?;
             writeln!(out, "Member {id} added to the cluster")?;
+            print_members(&m, out)
+        }
+        ClusterCommand::Promote { id } => {
+            let m = ctx
+                .client
+                .promote_member(id)
+                .await
+                .map_err(|e| anyhow!("{e}"))?;
+            writeln!(out, "Member {id} promoted to voter")?;
             print_members(&m, out)
         }
         ClusterCommand::RemoveMember { id } => {
