@@ -65,12 +65,27 @@ pub struct ListPage {
     pub remaining: i64,
 }
 
+/// An object as watches deliver it: decoded and encoded once per replica and shared by every
+/// watcher that sees it (with many watchers, per-watcher JSON work dominated the server's CPU).
+#[derive(Debug, PartialEq)]
+pub struct Shared {
+    pub value: Value,
+    pub wire: api::Object,
+}
+
+impl Shared {
+    pub fn new(value: Value) -> Arc<Shared> {
+        let wire = to_api_object(&value);
+        Arc::new(Shared { value, wire })
+    }
+}
+
 /// A change seen by a watch.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WatchEvent {
-    Added(Value),
-    Modified(Value),
-    Deleted(Value),
+    Added(Arc<Shared>),
+    Modified(Arc<Shared>),
+    Deleted(Arc<Shared>),
     /// Everything up to this revision has been delivered.
     Bookmark {
         revision: i64,
@@ -122,6 +137,47 @@ struct Inner {
     strategies: HashMap<&'static str, Box<dyn Strategy>>,
     clock: Clock,
     services: ServiceAllocator,
+    events: Arc<EventCache>,
+}
+
+/// Recently decoded watch objects, keyed by (store key, resourceVersion, deleted). Bounded: the
+/// oldest entries go first; a miss only costs a decode.
+#[derive(Default)]
+struct EventCache {
+    inner: std::sync::Mutex<CacheState>,
+}
+
+/// The entries, and their keys oldest first.
+type CacheKey = (Vec<u8>, i64, bool);
+type CacheState = (
+    HashMap<CacheKey, Arc<Shared>>,
+    std::collections::VecDeque<CacheKey>,
+);
+
+const EVENT_CACHE_ENTRIES: usize = 8192;
+
+impl EventCache {
+    /// The shared form of `kv`, with its resourceVersion set to `rv`.
+    fn get(&self, kv: &pb::KeyValue, rv: i64, deleted: bool) -> Result<Arc<Shared>> {
+        let key = (kv.key.clone(), rv, deleted);
+        if let Some(hit) = self.inner.lock().expect("event cache").0.get(&key) {
+            return Ok(hit.clone());
+        }
+        let mut value = Registry::from_kv(kv)?;
+        object::set_meta(&mut value, "resourceVersion", json!(rv.to_string()));
+        let shared = Shared::new(value);
+        let mut guard = self.inner.lock().expect("event cache");
+        let (map, order) = &mut *guard;
+        if map.insert(key.clone(), shared.clone()).is_none() {
+            order.push_back(key);
+            if order.len() > EVENT_CACHE_ENTRIES {
+                if let Some(old) = order.pop_front() {
+                    map.remove(&old);
+                }
+            }
+        }
+        Ok(shared)
+    }
 }
 
 /// What name rule a kind's objects follow.
@@ -216,6 +272,7 @@ impl Registry {
                 strategies,
                 clock,
                 services,
+                events: Arc::default(),
             }),
         }
     }
@@ -1085,7 +1142,7 @@ impl Registry {
                 initial = page
                     .items
                     .into_iter()
-                    .map(|(o, _)| Ok(WatchEvent::Added(o)))
+                    .map(|(o, _)| Ok(WatchEvent::Added(Shared::new(o))))
                     .collect();
                 initial.push(Ok(WatchEvent::Bookmark {
                     revision: page.revision,
@@ -1106,6 +1163,7 @@ impl Registry {
             start_revision: from + 1,
             progress_interval_ms: bookmark_every.as_millis() as u64,
         });
+        let cache = self.inner.events.clone();
         let events = raw.flat_map(move |item| {
             let out: Vec<Result<WatchEvent>> = match item {
                 Err(e) => vec![Err(Error::from(e))],
@@ -1118,7 +1176,7 @@ impl Registry {
                 Ok(resp) => resp
                     .events
                     .iter()
-                    .filter_map(|ev| translate(ev, &labels, &fields, info).transpose())
+                    .filter_map(|ev| translate(ev, &cache, &labels, &fields, info).transpose())
                     .collect(),
             };
             futures::stream::iter(out)
@@ -1131,46 +1189,41 @@ impl Registry {
 /// Added, leaving it Deleted (as Kubernetes' watch cache does).
 fn translate(
     ev: &pb::Event,
+    cache: &EventCache,
     labels: &LabelSelector,
     fields: &FieldSelector,
     info: &KindInfo,
 ) -> Result<Option<WatchEvent>> {
+    let unfiltered = labels.is_empty() && fields.is_empty();
     let visible = |o: &Value| -> Result<bool> {
-        Ok(labels.matches(&object::labels(o))
-            && fields.matches(o, info).map_err(Error::BadRequest)?)
-    };
-    let prev = match &ev.prev_kv {
-        Some(kv) => Some(Registry::from_kv(kv)?),
-        None => None,
+        Ok(unfiltered
+            || (labels.matches(&object::labels(o))
+                && fields.matches(o, info).map_err(Error::BadRequest)?))
     };
     let kv = ev
         .kv
         .as_ref()
         .ok_or_else(|| Error::Internal("watch event without kv".into()))?;
     if ev.r#type == pb::event::EventType::Delete as i32 {
-        let Some(mut last) = prev else {
+        let Some(prev) = &ev.prev_kv else {
             return Ok(None);
         };
-        object::set_meta(
-            &mut last,
-            "resourceVersion",
-            json!(kv.mod_revision.to_string()),
-        );
-        return Ok(visible(&last)?.then_some(WatchEvent::Deleted(last)));
+        // The last state, at the deleting revision.
+        let last = cache.get(prev, kv.mod_revision, true)?;
+        return Ok(visible(&last.value)?.then_some(WatchEvent::Deleted(last)));
     }
-    let cur = Registry::from_kv(kv)?;
-    let now_visible = visible(&cur)?;
-    let was_visible = match &prev {
-        Some(p) => visible(p)?,
+    let cur = cache.get(kv, kv.mod_revision, false)?;
+    let now_visible = visible(&cur.value)?;
+    let was_visible = match &ev.prev_kv {
+        Some(_) if unfiltered => true,
+        Some(p) => visible(&cache.get(p, p.mod_revision, false)?.value)?,
         None => false,
     };
     Ok(match (was_visible, now_visible) {
         (false, true) => Some(WatchEvent::Added(cur)),
         (true, true) => Some(WatchEvent::Modified(cur)),
-        (true, false) => {
-            // Left the view: Kubernetes reports the new state as Deleted.
-            Some(WatchEvent::Deleted(cur))
-        }
+        // Left the view: Kubernetes reports the new state as Deleted.
+        (true, false) => Some(WatchEvent::Deleted(cur)),
         (false, false) => None,
     })
 }
@@ -1243,9 +1296,9 @@ fn decode_continue(token: &str) -> Result<(i64, Vec<u8>)> {
 /// Convert a registry watch event for the wire.
 pub fn to_api_event(ev: WatchEvent) -> api::WatchEvent {
     let (ty, obj, end) = match ev {
-        WatchEvent::Added(o) => (api::EventType::Added, Some(to_api_object(&o)), false),
-        WatchEvent::Modified(o) => (api::EventType::Modified, Some(to_api_object(&o)), false),
-        WatchEvent::Deleted(o) => (api::EventType::Deleted, Some(to_api_object(&o)), false),
+        WatchEvent::Added(o) => (api::EventType::Added, Some(o.wire.clone()), false),
+        WatchEvent::Modified(o) => (api::EventType::Modified, Some(o.wire.clone()), false),
+        WatchEvent::Deleted(o) => (api::EventType::Deleted, Some(o.wire.clone()), false),
         WatchEvent::Bookmark {
             revision,
             initial_events_end,
