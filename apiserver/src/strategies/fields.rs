@@ -4,12 +4,9 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use k8s_openapi::api::core::v1::{NodeSelector, NodeSelectorRequirement};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::api::core::v1::NodeSelector;
 
-use crate::validation::common::{
-    dns1123_subdomain, label_value, parse_quantity, push_all, qualified_name, validate_labels,
-};
+use crate::validation::common::parse_quantity;
 use crate::validation::{FieldError, FieldErrors, Path};
 
 /// The most data a ConfigMap or Secret may hold (Kubernetes' `MaxSecretSize`).
@@ -199,38 +196,11 @@ pub fn validate_path_no_backsteps(p: &str, path: &Path, errs: &mut FieldErrors) 
     }
 }
 
-/// A `metav1.LabelSelector`: matchLabels are labels, matchExpressions have a valid operator
-/// with the values it needs.
-pub fn validate_label_selector(sel: &LabelSelector, path: &Path, errs: &mut FieldErrors) {
-    validate_labels(sel.match_labels.as_ref(), &path.child("matchLabels"), errs);
-    for (i, req) in sel.match_expressions.iter().flatten().enumerate() {
-        let rp = path.child("matchExpressions").index(i);
-        let values = req.values.as_deref().unwrap_or_default();
-        match req.operator.as_str() {
-            "In" | "NotIn" if values.is_empty() => errs.push(FieldError::required(
-                &rp.child("values"),
-                "must be specified when `operator` is 'In' or 'NotIn'",
-            )),
-            "Exists" | "DoesNotExist" if !values.is_empty() => errs.push(FieldError::forbidden(
-                &rp.child("values"),
-                "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
-            )),
-            "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
-            op => errs.push(FieldError::invalid(
-                &rp.child("operator"),
-                op,
-                "not a valid selector operator",
-            )),
-        }
-        push_all(errs, &rp.child("key"), &req.key, qualified_name(&req.key));
-        for (j, v) in values.iter().enumerate() {
-            push_all(errs, &rp.child("values").index(j), v, label_value(v));
-        }
-    }
-}
+/// A `metav1.LabelSelector` (one implementation, shared with the pod-template rules).
+pub use crate::validation::pod_spec::label_selector::validate as validate_label_selector;
 
 /// A required node selector (PersistentVolume node affinity): at least one term, each with valid
-/// match expressions and match fields.
+/// match expressions and match fields (the same term rules as pod node affinity).
 pub fn validate_node_selector(sel: &NodeSelector, path: &Path, errs: &mut FieldErrors) {
     let terms = path.child("nodeSelectorTerms");
     if sel.node_selector_terms.is_empty() {
@@ -241,85 +211,7 @@ pub fn validate_node_selector(sel: &NodeSelector, path: &Path, errs: &mut FieldE
         return;
     }
     for (i, term) in sel.node_selector_terms.iter().enumerate() {
-        let tp = terms.index(i);
-        for (j, req) in term.match_expressions.iter().flatten().enumerate() {
-            validate_node_selector_requirement(req, &tp.child("matchExpressions").index(j), errs);
-        }
-        for (j, req) in term.match_fields.iter().flatten().enumerate() {
-            validate_node_field_selector_requirement(req, &tp.child("matchFields").index(j), errs);
-        }
-    }
-}
-
-/// One node label requirement: In/NotIn need values, Exists/DoesNotExist take none, Gt/Lt take
-/// exactly one.
-pub fn validate_node_selector_requirement(
-    req: &NodeSelectorRequirement,
-    path: &Path,
-    errs: &mut FieldErrors,
-) {
-    let values = req.values.as_deref().unwrap_or_default();
-    let vp = path.child("values");
-    match req.operator.as_str() {
-        "In" | "NotIn" if values.is_empty() => errs.push(FieldError::required(
-            &vp,
-            "must be specified when `operator` is 'In' or 'NotIn'",
-        )),
-        "Exists" | "DoesNotExist" if !values.is_empty() => errs.push(FieldError::forbidden(
-            &vp,
-            "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
-        )),
-        "Gt" | "Lt" if values.len() != 1 => errs.push(FieldError::required(
-            &vp,
-            "must be specified single value when `operator` is 'Lt' or 'Gt'",
-        )),
-        "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt" => {}
-        op => errs.push(FieldError::invalid(
-            &path.child("operator"),
-            op,
-            "not a valid selector operator",
-        )),
-    }
-    push_all(errs, &path.child("key"), &req.key, qualified_name(&req.key));
-    for (i, v) in values.iter().enumerate() {
-        push_all(errs, &vp.index(i), v, label_value(v));
-    }
-}
-
-/// One node field requirement: only `metadata.name` In/NotIn a single node name.
-fn validate_node_field_selector_requirement(
-    req: &NodeSelectorRequirement,
-    path: &Path,
-    errs: &mut FieldErrors,
-) {
-    let values = req.values.as_deref().unwrap_or_default();
-    match req.operator.as_str() {
-        "In" | "NotIn" if values.len() != 1 => errs.push(FieldError::required(
-            &path.child("values"),
-            "must be only one value when `operator` is 'In' or 'NotIn' for node field selector",
-        )),
-        "In" | "NotIn" => {}
-        op => errs.push(FieldError::invalid(
-            &path.child("operator"),
-            op,
-            "not a valid selector operator",
-        )),
-    }
-    if req.key != "metadata.name" {
-        errs.push(FieldError::invalid(
-            &path.child("key"),
-            &req.key,
-            "not a valid field selector key",
-        ));
-    } else {
-        for (i, v) in values.iter().enumerate() {
-            push_all(
-                errs,
-                &path.child("values").index(i),
-                v,
-                dns1123_subdomain(v),
-            );
-        }
+        crate::validation::pod_spec::validate_node_selector_term(term, &terms.index(i), errs);
     }
 }
 

@@ -21,6 +21,7 @@ mod containers;
 mod env;
 pub mod label_selector;
 mod scheduling;
+pub(crate) use scheduling::validate_node_selector_term;
 mod volumes;
 
 const RESTART_POLICIES: &[&str] = &["Always", "OnFailure", "Never"];

@@ -162,7 +162,11 @@ fn validate_weight(weight: i32, path: &Path, errs: &mut FieldErrors) {
     }
 }
 
-fn validate_node_selector_term(term: &NodeSelectorTerm, path: &Path, errs: &mut FieldErrors) {
+pub(crate) fn validate_node_selector_term(
+    term: &NodeSelectorTerm,
+    path: &Path,
+    errs: &mut FieldErrors,
+) {
     for (i, req) in term.match_expressions.iter().flatten().enumerate() {
         validate_node_selector_requirement(req, &path.child("matchExpressions").index(i), errs);
     }
