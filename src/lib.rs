@@ -1,4 +1,5 @@
 //! rkube library: the roles behind the one `rkube` binary, callable from tests on port 0.
 
+pub mod control_plane;
 pub mod logging;
 pub mod server;

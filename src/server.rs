@@ -1,5 +1,5 @@
-//! `rkube server`: one control-plane replica: the replicated store and the API server on top of
-//! it (controllers and the scheduler join as their issues land).
+//! `rkube server`: one control-plane replica: the replicated store, the API server on top of
+//! it, and the control loops (controllers and scheduler) that act while this replica leads.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -50,6 +50,8 @@ pub struct ServerArgs {
     /// History older than this is compacted (watches must resume from newer revisions).
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub compaction_interval: Duration,
+    #[command(flatten)]
+    pub control_plane: crate::control_plane::ControlPlaneArgs,
 }
 
 fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
@@ -113,6 +115,7 @@ pub async fn run(
         compaction_interval: args.compaction_interval,
         clock: rkube_apiserver::registry::system_clock(),
     };
+    let loops_ca = ca.clone();
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let api = tokio::spawn(rkube_apiserver::server::serve(
         server.store.clone(),
@@ -122,6 +125,22 @@ pub async fn run(
         config,
         async {
             let _ = api_stopped.await;
+        },
+    ));
+    // The control loops reach this server's API over loopback (or its listen address).
+    let loops_addr = if api_local.ip().is_unspecified() {
+        std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), api_local.port())
+    } else {
+        api_local
+    };
+    let (stop_loops, loops_stopped) = tokio::sync::oneshot::channel::<()>();
+    let loops = tokio::spawn(crate::control_plane::run(
+        args.control_plane.clone(),
+        loops_ca,
+        loops_addr.to_string(),
+        server.identity.node_id,
+        async {
+            let _ = loops_stopped.await;
         },
     ));
     let id = &server.identity;
@@ -154,6 +173,12 @@ pub async fn run(
             Err(e) => Err(anyhow::anyhow!("the API server task failed: {e}")),
         },
     };
+    let _ = stop_loops.send(());
+    match loops.await {
+        Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "the control loops failed"),
+        Err(e) => tracing::error!(error = %e, "the control loops task failed"),
+        Ok(Ok(())) => {}
+    }
     let _ = stop_api.send(());
     server.shutdown().await;
     outcome

@@ -34,6 +34,10 @@ pub enum Error {
     RequestTooLarge(String),
     #[error("{0}")]
     MethodNotSupported(String),
+    /// A write stamped with a fencing term was committed in a later term: the writer is no longer
+    /// the leader it thought it was.
+    #[error("fenced: {0}")]
+    Fenced(String),
 
     // ---- who is asking ----
     #[error("Unauthorized: {0}")]
@@ -79,6 +83,7 @@ impl Error {
             Error::Gone { .. } => "Expired",
             Error::RequestTooLarge(_) => "RequestEntityTooLarge",
             Error::MethodNotSupported(_) => "MethodNotAllowed",
+            Error::Fenced(_) => "Fenced",
             Error::Unauthenticated(_) => "Unauthorized",
             Error::Forbidden(_) => "Forbidden",
             Error::Unavailable(_) => "ServiceUnavailable",
@@ -97,6 +102,7 @@ impl Error {
             Error::Gone { .. } => 410,
             Error::RequestTooLarge(_) => 413,
             Error::MethodNotSupported(_) => 405,
+            Error::Fenced(_) => 409,
             Error::Unauthenticated(_) => 401,
             Error::Forbidden(_) => 403,
             Error::Unavailable(_) => 503,
@@ -115,11 +121,9 @@ impl From<rkube_store::Error> for Error {
                 "Too large resource version: {requested}, current: {current}"
             )),
             S::Invalid(m) => Error::BadRequest(m),
-            S::Fenced { stamped, committed } => Error::Conflict {
-                resource: "leader".into(),
-                name: format!("term-{stamped}"),
-                message: format!("the writer lost leadership (write stamped with term {stamped}, committed in term {committed})"),
-            },
+            S::Fenced { stamped, committed } => Error::Fenced(format!(
+                "the writer lost leadership (write stamped with term {stamped}, committed in term {committed})"
+            )),
             S::Unauthenticated(m) => Error::Unauthenticated(m),
             S::Unavailable(m) | S::Stopped(m) => Error::Unavailable(m),
             S::Timeout(m) => Error::Timeout(m),
@@ -141,6 +145,7 @@ impl From<Error> for tonic::Status {
             }
             Error::Gone { .. } => Code::OutOfRange,
             Error::MethodNotSupported(_) => Code::Unimplemented,
+            Error::Fenced(_) => Code::FailedPrecondition,
             Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::Forbidden(_) => Code::PermissionDenied,
             Error::Unavailable(_) => Code::Unavailable,

@@ -75,6 +75,8 @@ pub async fn members(store: &Store) -> Result<api::MembersResponse> {
     Ok(api::MembersResponse {
         cluster_id: store.config().cluster_id,
         leader_id: leader,
+        member_id: store.id(),
+        raft_term: store.current_term(),
         members: raft_members
             .into_iter()
             .map(|m| api::ClusterMember {

@@ -130,6 +130,8 @@ pub struct Deleted {
 #[derive(Clone)]
 pub struct Registry {
     inner: Arc<Inner>,
+    /// The Raft term every write of this handle is stamped with (see [`Registry::fenced`]).
+    fence: Option<u64>,
 }
 
 struct Inner {
@@ -274,7 +276,22 @@ impl Registry {
                 services,
                 events: Arc::default(),
             }),
+            fence: None,
         }
+    }
+
+    /// This registry with every store write stamped with the fencing `term`: a write committed in
+    /// any other Raft term is rejected by the store (`Error::Fenced`), so a leader-elected writer
+    /// that lost leadership cannot change anything.
+    pub fn fenced(&self, term: u64) -> Registry {
+        Registry {
+            inner: self.inner.clone(),
+            fence: Some(term),
+        }
+    }
+
+    fn fence_token(&self) -> Option<pb::FencingToken> {
+        self.fence.map(|raft_term| pb::FencingToken { raft_term })
     }
 
     pub fn store(&self) -> &Store {
@@ -532,7 +549,7 @@ impl Registry {
                     compare,
                     success,
                     failure,
-                    fence: None,
+                    fence: self.fence_token(),
                 })
                 .await?;
             if resp.succeeded {
@@ -859,7 +876,7 @@ impl Registry {
                 compare,
                 success,
                 failure: vec![],
-                fence: None,
+                fence: self.fence_token(),
             })
             .await?;
         if !resp.succeeded {
@@ -895,7 +912,7 @@ impl Registry {
                 compare: vec![cmp_mod(key, mod_revision)],
                 success,
                 failure: vec![],
-                fence: None,
+                fence: self.fence_token(),
             })
             .await?;
         if !resp.succeeded {
@@ -922,7 +939,14 @@ impl Registry {
                 .ok_or_else(|| Self::not_found(info, name))?;
             let old = Self::from_kv(&kv)?;
             let patched = patch::apply(info, &old, patch_bytes, ty).map_err(Error::BadRequest)?;
-            let want_rv = parse_rv(object::meta_str(&patched, "resourceVersion").unwrap_or(""))?;
+            // A resourceVersion the patch itself sets is a precondition (Kubernetes' optimistic
+            // patch); otherwise the patch applies to whatever version is current, retrying on
+            // concurrent writes.
+            let want_rv = if patch_sets_resource_version(patch_bytes, ty) {
+                parse_rv(object::meta_str(&patched, "resourceVersion").unwrap_or(""))?
+            } else {
+                0
+            };
             if want_rv != 0 && want_rv != kv.mod_revision {
                 return Err(conflict(info, name));
             }
@@ -1075,7 +1099,7 @@ impl Registry {
                     compare: vec![cmp_mod(&key, kv.mod_revision)],
                     success: vec![txn_put(&key, bytes)],
                     failure: vec![],
-                    fence: None,
+                    fence: self.fence_token(),
                 })
                 .await?;
             if !resp.succeeded {
@@ -1228,14 +1252,36 @@ fn translate(
     })
 }
 
+/// Whether a patch names `metadata.resourceVersion` (then it is a precondition).
+fn patch_sets_resource_version(patch_bytes: &[u8], ty: PatchType) -> bool {
+    let Ok(v) = serde_json::from_slice::<Value>(patch_bytes) else {
+        return false;
+    };
+    match ty {
+        PatchType::Json => v.as_array().is_some_and(|ops| {
+            ops.iter()
+                .any(|op| op["path"].as_str() == Some("/metadata/resourceVersion"))
+        }),
+        PatchType::Merge | PatchType::Strategic => v["metadata"]["resourceVersion"].is_string(),
+    }
+}
+
 /// Whether an object whose finalizers are gone may be removed now: pods wait for the agent to
-/// confirm with a zero grace period.
+/// confirm with a zero grace period; namespaces wait for their `spec.finalizers` (the namespace
+/// controller empties them once the namespace's content is gone).
 fn graceful_wait_over(info: &KindInfo, obj: &Value) -> bool {
-    info.kind != "Pod"
-        || obj["metadata"]["deletionGracePeriodSeconds"]
-            .as_i64()
-            .unwrap_or(0)
-            == 0
+    match info.kind {
+        "Pod" => {
+            obj["metadata"]["deletionGracePeriodSeconds"]
+                .as_i64()
+                .unwrap_or(0)
+                == 0
+        }
+        "Namespace" => obj["spec"]["finalizers"]
+            .as_array()
+            .is_none_or(|f| f.is_empty()),
+        _ => true,
+    }
 }
 
 fn conflict(info: &KindInfo, name: &str) -> Error {

@@ -65,9 +65,30 @@ fn parse_json(bytes: &[u8]) -> Result<Value> {
     Ok(v)
 }
 
+/// The metadata key a leader-elected writer stamps its writes with (see `api.proto`, "Fencing").
+pub const FENCE_TERM_METADATA: &str = "rkube-fence-term";
+
 impl ApiService {
     async fn authn<T>(&self, req: &Request<T>) -> Result<crate::auth::User> {
         self.auth.authenticate(req).await
+    }
+
+    /// The registry that serves a write: fenced by the request's `rkube-fence-term`, if any.
+    fn writer<T>(&self, req: &Request<T>) -> Result<Registry> {
+        let Some(v) = req.metadata().get(FENCE_TERM_METADATA) else {
+            return Ok(self.registry.clone());
+        };
+        let term = v
+            .to_str()
+            .ok()
+            .and_then(|t| t.parse::<u64>().ok())
+            .filter(|t| *t > 0)
+            .ok_or_else(|| {
+                Error::BadRequest(format!(
+                    "metadata {FENCE_TERM_METADATA} must be a positive Raft term, got {v:?}"
+                ))
+            })?;
+        Ok(self.registry.fenced(term))
     }
 }
 
@@ -102,9 +123,10 @@ impl Resources for ApiService {
         req: Request<api::CreateRequest>,
     ) -> Result<Response<api::Object>, Status> {
         self.authn(&req).await?;
+        let registry = self.writer(&req)?;
         let r = req.into_inner();
         let obj = parse_json(&r.json)?;
-        let created = self.registry.create(obj, &r.namespace, r.dry_run).await?;
+        let created = registry.create(obj, &r.namespace, r.dry_run).await?;
         Ok(Response::new(to_api_object(&created)))
     }
 
@@ -154,9 +176,9 @@ impl Resources for ApiService {
         req: Request<api::UpdateRequest>,
     ) -> Result<Response<api::Object>, Status> {
         self.authn(&req).await?;
+        let registry = self.writer(&req)?;
         let r = req.into_inner();
-        let obj = self
-            .registry
+        let obj = registry
             .update(parse_json(&r.json)?, false, r.dry_run)
             .await?;
         Ok(Response::new(to_api_object(&obj)))
@@ -167,9 +189,9 @@ impl Resources for ApiService {
         req: Request<api::UpdateRequest>,
     ) -> Result<Response<api::Object>, Status> {
         self.authn(&req).await?;
+        let registry = self.writer(&req)?;
         let r = req.into_inner();
-        let obj = self
-            .registry
+        let obj = registry
             .update(parse_json(&r.json)?, true, r.dry_run)
             .await?;
         Ok(Response::new(to_api_object(&obj)))
@@ -180,6 +202,7 @@ impl Resources for ApiService {
         req: Request<api::PatchRequest>,
     ) -> Result<Response<api::Object>, Status> {
         self.authn(&req).await?;
+        let registry = self.writer(&req)?;
         let r = req.into_inner();
         let info = resolve(r.kind.as_ref())?;
         let ty = match api::PatchType::try_from(r.r#type) {
@@ -195,8 +218,7 @@ impl Resources for ApiService {
         if r.patch.len() > MAX_OBJECT_BYTES {
             return Err(Error::RequestTooLarge("the patch is larger than 1.5 MiB".into()).into());
         }
-        let obj = self
-            .registry
+        let obj = registry
             .patch(
                 info,
                 &r.namespace,
@@ -217,6 +239,7 @@ impl Resources for ApiService {
         req: Request<api::DeleteRequest>,
     ) -> Result<Response<api::DeleteResponse>, Status> {
         self.authn(&req).await?;
+        let registry = self.writer(&req)?;
         let r = req.into_inner();
         let info = resolve(r.kind.as_ref())?;
         let propagation = match api::PropagationPolicy::try_from(r.propagation_policy) {
@@ -225,8 +248,7 @@ impl Resources for ApiService {
             Ok(api::PropagationPolicy::Foreground) => Propagation::Foreground,
             _ => Propagation::Default,
         };
-        let d = self
-            .registry
+        let d = registry
             .delete(
                 info,
                 &r.namespace,

@@ -90,6 +90,8 @@ pub struct ObjectList {
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
+    /// The Raft term this handle stamps its writes with (see [`Client::fenced`]).
+    fence: Option<u64>,
 }
 
 struct Inner {
@@ -139,7 +141,23 @@ impl Client {
                 current: AtomicUsize::new(0),
                 channels: Mutex::new(HashMap::new()),
             }),
+            fence: None,
         })
+    }
+
+    /// This client with every request stamped `rkube-fence-term: term`: the servers commit its
+    /// writes only in that Raft term and answer [`Error::Fenced`] once another leader took over.
+    /// Connections are shared with `self`.
+    pub fn fenced(&self, term: u64) -> Client {
+        Client {
+            inner: self.inner.clone(),
+            fence: Some(term),
+        }
+    }
+
+    /// The fencing term this handle stamps its requests with, if any.
+    pub fn fence(&self) -> Option<u64> {
+        self.fence
     }
 
     /// The namespace of the configuration's context.
@@ -176,6 +194,12 @@ impl Client {
             if let Ok(v) = format!("Bearer {t}").parse() {
                 req.metadata_mut().insert("authorization", v);
             }
+        }
+        if let Some(term) = self.fence {
+            req.metadata_mut().insert(
+                "rkube-fence-term",
+                tonic::metadata::MetadataValue::from(term),
+            );
         }
         req
     }

@@ -24,6 +24,9 @@ pub enum Error {
     Unavailable(String),
     #[error("Error from server (Timeout): {0}")]
     Timeout(String),
+    /// A write carried a fencing term that is no longer current: the writer lost leadership.
+    #[error("Error from server (Fenced): {0}")]
+    Fenced(String),
     #[error("Error from server: {0}")]
     Server(String),
     /// Bad client configuration (kubeconfig, certificates).
@@ -63,6 +66,7 @@ impl From<tonic::Status> for Error {
             Code::PermissionDenied => Error::Forbidden(msg),
             Code::Unavailable | Code::Cancelled | Code::Unknown => Error::Unavailable(msg),
             Code::DeadlineExceeded => Error::Timeout(msg),
+            Code::FailedPrecondition if reason == "Fenced" => Error::Fenced(msg),
             _ => Error::Server(format!("{}: {msg}", s.code())),
         }
     }

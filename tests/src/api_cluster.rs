@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use rkube::control_plane::ControlPlaneArgs;
 use rkube::server::ServerArgs;
 use rkube_client::{Client, ClientConfig, Kubeconfig};
 use tokio::net::TcpListener;
@@ -23,9 +24,49 @@ pub struct ApiCluster {
     _base: tempfile::TempDir,
     servers: Vec<Server>,
     token: String,
+    /// Threads finishing killed servers' runtimes: their blocking tasks (RocksDB writes) must end
+    /// before the process exits, or RocksDB's static destructors race them.
+    reapers: Vec<std::thread::JoinHandle<()>>,
 }
 
-fn args_for(dir: PathBuf, id: u64, compaction: Duration) -> ServerArgs {
+/// Drop a server's runtime as a crash would (tasks are dropped at their next await), in a thread
+/// that waits for its blocking tasks.
+fn reap(rt: tokio::runtime::Runtime) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || rt.shutdown_timeout(Duration::from_secs(30)))
+}
+
+/// How the servers of an [`ApiCluster`] run.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// History older than this is compacted.
+    pub compaction: Duration,
+    /// The control loops' flags. By default none run: API tests see only their own writes.
+    pub control_plane: ControlPlaneArgs,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            compaction: Duration::from_secs(300),
+            control_plane: ControlPlaneArgs {
+                controllers: Vec::new(),
+                ..Default::default()
+            },
+        }
+    }
+}
+
+impl ClusterOptions {
+    /// Every control loop, with these node lifecycle settings.
+    pub fn with_control_loops() -> ClusterOptions {
+        ClusterOptions {
+            control_plane: ControlPlaneArgs::default(),
+            ..Default::default()
+        }
+    }
+}
+
+fn args_for(dir: PathBuf, id: u64, opts: &ClusterOptions) -> ServerArgs {
     ServerArgs {
         data_dir: dir,
         node_id: Some(id),
@@ -39,7 +80,8 @@ fn args_for(dir: PathBuf, id: u64, compaction: Duration) -> ServerArgs {
         learner: false,
         service_cidr: "10.96.0.0/16".into(),
         node_port_range: (30000, 32767),
-        compaction_interval: compaction,
+        compaction_interval: opts.compaction,
+        control_plane: opts.control_plane.clone(),
     }
 }
 
@@ -50,15 +92,28 @@ impl ApiCluster {
 
     /// Start `n` servers; history is compacted every `compaction`.
     pub async fn start_with(n: usize, compaction: Duration) -> ApiCluster {
+        Self::start_opts(
+            n,
+            ClusterOptions {
+                compaction,
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// Start `n` servers with these options.
+    pub async fn start_opts(n: usize, opts: ClusterOptions) -> ApiCluster {
         let base = tempfile::tempdir().expect("tempdir");
         let mut c = ApiCluster {
             servers: Vec::new(),
             token: String::new(),
+            reapers: Vec::new(),
             _base: base,
         };
         for i in 0..n {
             let id = i as u64 + 1;
-            let mut args = args_for(c._base.path().join(format!("server-{id}")), id, compaction);
+            let mut args = args_for(c._base.path().join(format!("server-{id}")), id, &opts);
             if i > 0 {
                 args.join = Some(c.servers[0].peer_addr.clone());
                 args.token = Some(c.token.clone());
@@ -165,10 +220,28 @@ impl ApiCluster {
         &self.servers[id - 1].args.data_dir
     }
 
+    /// The id of the server the others follow (the Raft leader), once one is elected.
+    pub async fn leader(&self) -> usize {
+        let client = self.client();
+        wait_until(Duration::from_secs(20), "a leader", || {
+            let client = client.clone();
+            async move {
+                let m = client.members().await.ok()?;
+                (m.leader_id != 0).then_some(m.leader_id as usize)
+            }
+        })
+        .await
+    }
+
+    /// Whether server `id` is still running.
+    pub fn is_running(&self, id: usize) -> bool {
+        self.servers[id - 1].runtime.is_some()
+    }
+
     /// Kill server `id` as a crash would.
     pub fn kill(&mut self, id: usize) {
         if let Some(rt) = self.servers[id - 1].runtime.take() {
-            rt.shutdown_background();
+            self.reapers.push(reap(rt));
         }
     }
 }
@@ -197,8 +270,11 @@ impl Drop for ApiCluster {
     fn drop(&mut self) {
         for s in &mut self.servers {
             if let Some(rt) = s.runtime.take() {
-                rt.shutdown_background();
+                self.reapers.push(reap(rt));
             }
+        }
+        for r in self.reapers.drain(..) {
+            let _ = r.join();
         }
     }
 }

@@ -3,5 +3,6 @@
 
 pub mod api_cluster;
 pub mod process;
+pub mod sim_node;
 pub mod store_cluster;
 pub mod wait;

@@ -187,3 +187,76 @@ pub fn admin_tls(data_dir: &Path) -> tonic::transport::ClientTlsConfig {
         }),
     )
 }
+
+/// Several `rkube server` processes forming one cluster (server 1 creates it, the others join),
+/// for faults only a real process shows: SIGSTOP, SIGKILL.
+pub struct ProcessCluster {
+    pub dir: tempfile::TempDir,
+    pub servers: Vec<ServerProcess>,
+}
+
+impl ProcessCluster {
+    /// Start `n` servers, each with `extra` flags, and wait until all are members.
+    pub async fn start(n: usize, extra: &[&str]) -> ProcessCluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bin = rkube_bin();
+        let mut servers: Vec<ServerProcess> = Vec::new();
+        for i in 1..=n {
+            let data = dir.path().join(format!("server-{i}"));
+            let id = i.to_string();
+            let mut args: Vec<String> = vec!["--node-id".into(), id];
+            if i > 1 {
+                let token = std::fs::read_to_string(servers[0].data_dir.join("join-token"))
+                    .expect("join token");
+                args.extend([
+                    "--join".into(),
+                    servers[0].addr.clone(),
+                    "--token".into(),
+                    token.trim().to_string(),
+                ]);
+            }
+            args.extend(extra.iter().map(|s| s.to_string()));
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            let mut s = ServerProcess::spawn(&bin, &data, free_port(), &refs);
+            s.ready().await;
+            servers.push(s);
+        }
+        let c = ProcessCluster { dir, servers };
+        let client = c.client();
+        crate::wait::wait_until(Duration::from_secs(30), "every member serving", || {
+            let client = client.clone();
+            async move {
+                let m = client.members().await.ok()?;
+                (m.members.len() == n && m.members.iter().all(|m| !m.api_addr.is_empty()))
+                    .then_some(())
+            }
+        })
+        .await;
+        c
+    }
+
+    /// An admin client listing every server, server `first` (1-based) first.
+    pub fn client_to(&self, first: usize) -> rkube_client::Client {
+        let path = self.servers[0].data_dir.join("admin.kubeconfig");
+        let mut config = rkube_client::Kubeconfig::load(&path)
+            .expect("kubeconfig")
+            .client_config()
+            .expect("client config");
+        config.servers = self.servers.iter().map(|s| s.api_addr.clone()).collect();
+        config.servers.rotate_left(first - 1);
+        rkube_client::Client::new(config).expect("client")
+    }
+
+    pub fn client(&self) -> rkube_client::Client {
+        self.client_to(1)
+    }
+
+    /// The Raft leader's id as server `via` sees it (0: none).
+    pub async fn leader_seen_by(&self, via: usize) -> u64 {
+        self.client_to(via)
+            .members()
+            .await
+            .map(|m| m.leader_id)
+            .unwrap_or(0)
+    }
+}

@@ -46,6 +46,14 @@ pub struct StoreCluster {
     token: String,
     tune: fn(&mut StoreConfig),
     replicas: BTreeMap<u64, Replica>,
+    /// Threads finishing killed replicas' runtimes (see `reap`).
+    reapers: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// Drop a runtime as a crash would, in a thread that waits for its blocking tasks (RocksDB
+/// writes), so none outlives the process's exit and races RocksDB's static destructors.
+fn reap(rt: tokio::runtime::Runtime) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || rt.shutdown_timeout(std::time::Duration::from_secs(30)))
 }
 
 impl StoreCluster {
@@ -63,6 +71,7 @@ impl StoreCluster {
             token: String::new(),
             tune,
             replicas: BTreeMap::new(),
+            reapers: Vec::new(),
         };
         for id in 1..=n {
             c.add_replica(id).await;
@@ -169,7 +178,7 @@ impl StoreCluster {
     /// Kill the replica as a crash would: its runtime is dropped with every task and socket.
     pub fn kill(&mut self, id: u64) {
         if let Some(r) = self.replicas.get_mut(&id).and_then(|r| r.running.take()) {
-            r.runtime.shutdown_background();
+            self.reapers.push(reap(r.runtime));
             drop(r.server);
         }
     }
@@ -292,8 +301,11 @@ impl Drop for StoreCluster {
     fn drop(&mut self) {
         for r in self.replicas.values_mut() {
             if let Some(r) = r.running.take() {
-                r.runtime.shutdown_background();
+                self.reapers.push(reap(r.runtime));
             }
+        }
+        for r in self.reapers.drain(..) {
+            let _ = r.join();
         }
     }
 }

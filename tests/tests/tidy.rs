@@ -24,10 +24,12 @@ const LAYERS: &[(&str, &str, &[&str])] = &[
         "rkube-controllers",
         &["rkube-client", "rkube-proto"],
     ),
+    // The scheduler runs on the controllers' runtime (informers, work queue, leader election
+    // with fencing): one runtime for both, as ARCHITECTURE.md records.
     (
         "scheduler",
         "rkube-scheduler",
-        &["rkube-client", "rkube-proto"],
+        &["rkube-controllers", "rkube-client", "rkube-proto"],
     ),
     ("agent", "rkube-agent", &["rkube-client", "rkube-proto"]),
     ("cli", "rkube-cli", &["rkube-client", "rkube-proto"]),

@@ -258,6 +258,8 @@ mod tests {
                 member(2, true, true),
                 member(3, false, false),
             ],
+            member_id: 1,
+            raft_term: 3,
         }
     }
 

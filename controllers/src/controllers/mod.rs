@@ -1,0 +1,9 @@
+//! One module per controller, each built from the shared runtime's [`crate::runtime::Context`].
+
+pub mod deployment;
+pub mod endpoints;
+pub mod garbage_collector;
+pub mod namespace;
+pub mod node_lifecycle;
+pub mod pod_gc;
+pub mod replicaset;
