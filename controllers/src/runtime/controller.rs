@@ -31,6 +31,10 @@ pub enum Action {
 #[async_trait::async_trait]
 pub trait Reconciler: Send + Sync + 'static {
     async fn reconcile(&self, key: &ObjectKey) -> Result<Action>;
+
+    /// This server just became the leader (before any key of the new term is reconciled).
+    /// Controllers with grace periods that count from the start of leadership override it.
+    fn leadership_started(&self) {}
 }
 
 /// The time source of time-based logic (injectable in tests).
@@ -85,8 +89,26 @@ impl Controller {
         }
     }
 
-    /// Queue every object of the primary kind (at the start of a leadership term).
+    /// A controller whose keys are not one kind's objects: `resync` lists the keys to reconcile
+    /// when a leadership term starts.
+    pub fn with_resync(
+        name: &'static str,
+        reconciler: impl Reconciler,
+        workers: usize,
+        resync: impl Fn() -> Vec<ObjectKey> + Send + Sync + 'static,
+    ) -> Controller {
+        Controller {
+            name,
+            queue: WorkQueue::new(),
+            reconciler: Arc::new(reconciler),
+            workers: workers.max(1),
+            resync: Box::new(resync),
+        }
+    }
+
+    /// Start of a leadership term: tell the reconciler, then queue every key of the controller.
     pub fn resync(&self) {
+        self.reconciler.leadership_started();
         for k in (self.resync)() {
             self.queue.add(k);
         }

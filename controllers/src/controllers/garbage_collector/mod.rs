@@ -5,8 +5,8 @@
 //!
 //! It works over the informers of a fixed set of kinds ([`kinds::garbage_collected_kinds`]); each
 //! kind is one registration that feeds a single dependency graph ([`graph::Graph`]). Work-queue
-//! keys carry the kind ([`graph::object_key`]); a plain key is a Pod, the primary kind, as the
-//! runtime's resync at the start of a leadership term queues them.
+//! keys carry the kind ([`graph::object_key`]) (a plain key is read as a Pod). A new leader
+//! re-examines every object of every tracked kind that has owners or is being deleted.
 //!
 //! An owner counts as present only if an object of the owner reference's kind, name and
 //! namespace with the reference's uid is cached (an owner recreated under the same name is a
@@ -29,7 +29,6 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use self::graph::{object_key, parse_key, Graph};
@@ -74,7 +73,31 @@ pub fn controller(ctx: &Context, opts: GarbageCollectorOptions) -> Controller {
         kinds: kinds.clone(),
         graph: graph.clone(),
     };
-    let controller = Controller::new::<Pod>("garbage-collector", ctx, gc, opts.workers);
+    // A new leader re-examines every object that has owners or is being deleted, of every kind.
+    let resync = {
+        let kinds = kinds.clone();
+        move || {
+            let mut keys = Vec::new();
+            for kind in kinds.iter() {
+                for meta in kind.list() {
+                    let owned = meta
+                        .owner_references
+                        .as_ref()
+                        .is_some_and(|r| !r.is_empty());
+                    if owned || meta.deletion_timestamp.is_some() {
+                        keys.push(object_key(
+                            kind.api_version(),
+                            kind.kind(),
+                            meta.namespace.as_deref().unwrap_or_default(),
+                            meta.name.as_deref().unwrap_or_default(),
+                        ));
+                    }
+                }
+            }
+            keys
+        }
+    };
+    let controller = Controller::with_resync("garbage-collector", gc, opts.workers, resync);
     for (index, kind) in kinds.iter().enumerate() {
         let handler = graph_handler(
             index,

@@ -48,11 +48,11 @@ pub struct NodeLifecycleOptions {
     pub node_monitor_grace_period: Duration,
     /// After this controller starts leading, no node is declared unreachable for this long, so
     /// agents can reconnect after a leader change or a control-plane outage: silence is measured
-    /// from the later of the last heartbeat and the start of leadership. The runtime does not
-    /// announce leadership, so a term is taken to start at the first reconcile after a pause of
-    /// several monitor periods (every node is re-checked at least once a period while leading),
-    /// and the window also restarts when a write fails because the control plane is unavailable
-    /// or this server lost leadership (then the agents could not write their heartbeats either).
+    /// from the later of the last heartbeat and the start of leadership (announced by the
+    /// runtime through `Reconciler::leadership_started`; as a fallback, a pause of several
+    /// monitor periods without reconciles also counts as a new term). The window also restarts
+    /// when a write fails because the control plane is unavailable or this server lost
+    /// leadership (then the agents could not write their heartbeats either).
     pub startup_grace: Duration,
     /// Every node is re-checked at least this often (`--node-monitor-period`: 5 s); deadlines in
     /// between (a lease expiring, a toleration running out) are met to the second.
@@ -161,6 +161,14 @@ struct State {
 
 #[async_trait::async_trait]
 impl Reconciler for NodeLifecycle {
+    fn leadership_started(&self) {
+        let now = self.ctx.now();
+        tracing::info!("leading: no node is declared unreachable during the startup grace");
+        let mut st = self.state.lock().expect("node lifecycle state");
+        st.leading_since = Some(now);
+        st.last_reconcile = Some(now);
+    }
+
     async fn reconcile(&self, key: &ObjectKey) -> Result<Action> {
         let now = self.ctx.now();
         let leading_since = self.observe_reconcile(now);

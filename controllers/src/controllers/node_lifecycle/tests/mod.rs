@@ -299,6 +299,19 @@ async fn a_pause_in_leadership_restarts_the_startup_grace() {
 }
 
 #[tokio::test]
+async fn the_start_of_leadership_restarts_the_startup_grace() {
+    let h = silent_node().await;
+    assert_eq!(h.run_to(30).await, none());
+    // The manager announces a new term (this server lost and regained leadership).
+    h.controller.resync();
+    assert_eq!(h.run_to(69).await, none());
+    assert_eq!(
+        h.run_to(70).await,
+        ["update-status Node n1", "update Node n1"]
+    );
+}
+
+#[tokio::test]
 async fn an_unavailable_control_plane_restarts_the_startup_grace() {
     let h = silent_node().await;
     assert_eq!(h.run_to(35).await, none());
