@@ -166,35 +166,146 @@ async fn placement_filters_and_pending_messages() {
     client.update_typed(&node_c).await.unwrap();
     assert_eq!(bound_node(&client, "kubia-gpu").await, "node-c");
 
-    // Required anti-affinity: three replicas on three distinct nodes; a fourth cannot fit.
-    let spread = |name: &str| {
-        let mut p = pod(
-            name,
-            json!({
-                "tolerations": [{"operator": "Exists"}],
-                "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
-                    {"labelSelector": {"matchLabels": {"tier": "cache"}}, "topologyKey": "kubernetes.io/hostname"}]}}
-            }),
-        );
-        p["metadata"]["labels"]["tier"] = json!("cache");
-        p
-    };
-    for i in 0..3 {
+    // A Deployment whose replicas must land on distinct nodes (required anti-affinity on the
+    // hostname); a fourth replica cannot fit anywhere.
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "cache"},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"tier": "cache"}},
+            "template": {"metadata": {"labels": {"tier": "cache"}},
+                "spec": {"containers": [{"name": "c", "image": "redis"}],
+                    "tolerations": [{"operator": "Exists"}],
+                    "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                        {"labelSelector": {"matchLabels": {"tier": "cache"}}, "topologyKey": "kubernetes.io/hostname"}]}}}}}});
+    client.create(&deployment, "default").await.unwrap();
+    let placed = wait_until(Duration::from_secs(60), "3 cache replicas bound", || {
+        let client = client.clone();
+        async move {
+            let (pods, _) = client
+                .list_typed::<Pod>(&ListParams {
+                    namespace: "default".into(),
+                    label_selector: "tier=cache".into(),
+                    ..Default::default()
+                })
+                .await
+                .ok()?;
+            let mut nodes: Vec<String> = pods
+                .iter()
+                .filter_map(|p| p.spec.as_ref()?.node_name.clone())
+                .collect();
+            nodes.sort();
+            (pods.len() == 3 && nodes.len() == 3).then_some(nodes)
+        }
+    })
+    .await;
+    assert_eq!(placed, ["node-a", "node-b", "node-c"]);
+    client
+        .patch(
+            &KindRef::resource("deployments"),
+            "default",
+            "cache",
+            rkube_proto::api::PatchType::Merge,
+            br#"{"spec": {"replicas": 4}}"#,
+            false,
+        )
+        .await
+        .unwrap();
+    let fourth = wait_until(
+        Duration::from_secs(60),
+        "a fourth, unschedulable replica",
+        || {
+            let client = client.clone();
+            async move {
+                let (pods, _) = client
+                    .list_typed::<Pod>(&ListParams {
+                        namespace: "default".into(),
+                        label_selector: "tier=cache".into(),
+                        ..Default::default()
+                    })
+                    .await
+                    .ok()?;
+                pods.into_iter()
+                    .find(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_none()))
+                    .and_then(|p| p.metadata.name)
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        pending_message(&client, &fourth).await,
+        "0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules."
+    );
+}
+
+/// A high-priority pod that fits nowhere evicts a lower-priority one (graceful delete and an
+/// Event) and takes its place; a pod of equal priority does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn higher_priority_pods_preempt_lower_priority_ones() {
+    let c = ApiCluster::start_opts(1, ClusterOptions::with_control_loops()).await;
+    let client = c.client();
+    let _node = SimNode::start(
+        client.clone(),
+        SimNodeSpec::new("small").capacity("1", "2Gi"),
+    )
+    .await
+    .unwrap();
+    for (name, value) in [("low", 10), ("high", 1000)] {
         client
-            .create(&spread(&format!("cache-{i}")), "default")
+            .create(
+                &json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                    "metadata": {"name": name}, "value": value}),
+                "",
+            )
             .await
             .unwrap();
     }
-    let mut seen = Vec::new();
-    for i in 0..3 {
-        seen.push(bound_node(&client, &format!("cache-{i}")).await);
-    }
-    seen.sort();
-    assert_eq!(seen, ["node-a", "node-b", "node-c"]);
-    client.create(&spread("cache-3"), "default").await.unwrap();
+    let sized = |name: &str, class: &str| {
+        let mut p = pod(name, json!({"priorityClassName": class}));
+        p["spec"]["containers"][0]["resources"] = json!({"requests": {"cpu": "700m"}});
+        p
+    };
+    client
+        .create(&sized("batch", "low"), "default")
+        .await
+        .unwrap();
+    assert_eq!(bound_node(&client, "batch").await, "small");
+    // Equal priority: no preemption, it stays Pending.
+    client
+        .create(&sized("batch-2", "low"), "default")
+        .await
+        .unwrap();
     assert_eq!(
-        pending_message(&client, "cache-3").await,
-        "0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules."
+        pending_message(&client, "batch-2").await,
+        "0/1 nodes are available: 1 Insufficient cpu."
+    );
+    // Higher priority: the running low-priority pod is evicted.
+    client
+        .create(&sized("urgent", "high"), "default")
+        .await
+        .unwrap();
+    assert_eq!(bound_node(&client, "urgent").await, "small");
+    wait_until(Duration::from_secs(30), "the victim gone", || {
+        let client = client.clone();
+        async move {
+            matches!(
+                client.get_typed::<Pod>("default", "batch").await,
+                Err(rkube_client::Error::NotFound(_))
+            )
+            .then_some(())
+        }
+    })
+    .await;
+    let (events, _) = client
+        .list_typed::<Event>(&ListParams {
+            namespace: "default".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("Preempted")
+                && e.involved_object.name.as_deref() == Some("batch")),
+        "a Preempted event on the victim: {events:?}"
     );
 }
 
