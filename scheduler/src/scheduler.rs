@@ -47,8 +47,11 @@ pub fn controller(ctx: &Context) -> Controller {
         unschedulable: Mutex::new(HashMap::new()),
         rng: Mutex::new(rand::rngs::StdRng::from_os_rng()),
     });
+    // The scheduler's Events name it as their source, as kube-scheduler's do.
+    let mut own = ctx.clone();
+    own.recorder = rkube_controllers::runtime::Recorder::new(SCHEDULER_NAME, ctx.api.clone());
     let sched = Scheduler {
-        ctx: ctx.clone(),
+        ctx: own,
         pods: pods.clone(),
         nodes: nodes.clone(),
         pvs: pvs.clone(),
