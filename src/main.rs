@@ -30,6 +30,8 @@ struct Cli {
 enum Command {
     /// Run a control-plane server (with no flags: a single-node cluster in ./rkube-data).
     Server(rkube::server::ServerArgs),
+    /// Run a node agent: register this machine as a Node and run the pods bound to it.
+    Agent(rkube::agent::AgentArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completion { shell: clap_complete::Shell },
     #[command(flatten)]
@@ -43,6 +45,10 @@ async fn main() -> std::process::ExitCode {
         Command::Server(args) => {
             logging::init(cli.log_format);
             serve(args).await
+        }
+        Command::Agent(args) => {
+            logging::init(cli.log_format);
+            rkube::agent::run(args, cli.global.kubeconfig.as_deref(), shutdown_signal()).await
         }
         Command::Completion { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "rkube", &mut std::io::stdout());

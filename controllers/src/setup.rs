@@ -16,6 +16,9 @@ pub const NAMES: &[&str] = &[
     "endpoint",
     "nodelifecycle",
     "podgc",
+    "daemonset",
+    "job",
+    "cronjob",
 ];
 
 /// Which controllers run, and their settings.
@@ -42,6 +45,15 @@ pub fn build_manager(client: Client, identity: String, opts: ControllerOptions) 
     }
     if on("deployment") {
         m.add(deployment::controller(&ctx));
+    }
+    if on("daemonset") {
+        m.add(daemonset::controller(&ctx));
+    }
+    if on("job") {
+        m.add(job::controller(&ctx, Default::default()));
+    }
+    if on("cronjob") {
+        m.add(cronjob::controller(&ctx, Default::default()));
     }
     if on("garbagecollector") {
         m.add(garbage_collector::controller(&ctx, Default::default()));

@@ -2,6 +2,7 @@
 //! injection, and polling helpers.
 
 pub mod api_cluster;
+pub mod chaos;
 pub mod process;
 pub mod sim_node;
 pub mod store_cluster;

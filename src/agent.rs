@@ -1,0 +1,94 @@
+//! `rkube agent`: the node agent's flags, turned into [`rkube_agent::AgentOptions`]; the
+//! kubeconfig comes from the global `--kubeconfig` flag (default `$RKUBECONFIG`, then
+//! `~/.rkube/config`).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use rkube_agent::{AgentOptions, RuntimeKind};
+use rkube_client::{Client, ClientConfig};
+
+/// Flags of `rkube agent`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AgentArgs {
+    /// The Node's name (default: this machine's hostname).
+    #[arg(long, env = "RKUBE_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// Extra Node labels, as KEY=VALUE,... .
+    #[arg(long, value_delimiter = ',', value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// CPU capacity (a Kubernetes quantity; default: this machine's CPUs).
+    #[arg(long)]
+    pub cpu: Option<String>,
+    /// Memory capacity (a Kubernetes quantity; default: MemTotal of /proc/meminfo).
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// How many pods the node accepts.
+    #[arg(long, default_value = "110")]
+    pub max_pods: u32,
+    /// Directory for pod directories and container logs.
+    #[arg(
+        long,
+        default_value = "./rkube-agent-data",
+        env = "RKUBE_AGENT_DATA_DIR"
+    )]
+    pub data_dir: PathBuf,
+    /// Container runtime: `process` (runs each container's command as a child process).
+    /// `docker` is not implemented yet.
+    #[arg(long, default_value = "process", value_parser = parse_runtime)]
+    pub runtime: RuntimeKind,
+    /// The second octet of this node's pod addresses 127.N.x.y (1-254; default: derived from
+    /// the node name). Agents sharing one host need different values.
+    #[arg(long)]
+    pub pod_ip_block: Option<u8>,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("label {s:?} is not KEY=VALUE"))?;
+    Ok((k.to_string(), v.to_string()))
+}
+
+fn parse_runtime(s: &str) -> Result<RuntimeKind, String> {
+    s.parse().map_err(|e: rkube_agent::Error| e.to_string())
+}
+
+/// Run the agent until `shutdown`.
+pub async fn run(
+    args: AgentArgs,
+    kubeconfig: Option<&Path>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let node_name = match args.node_name {
+        Some(n) => n,
+        None => hostname()?,
+    };
+    let mut options = AgentOptions::new(&node_name, args.data_dir);
+    options.labels = args.labels.into_iter().collect::<BTreeMap<_, _>>();
+    if let Some(cpu) = args.cpu {
+        options.cpu = cpu;
+    }
+    if let Some(memory) = args.memory {
+        options.memory = memory;
+    }
+    options.max_pods = args.max_pods;
+    options.runtime = args.runtime;
+    if let Some(block) = args.pod_ip_block {
+        options.pod_ip_block = block;
+    }
+    // Refuse bad flags (such as the docker runtime) before looking for a server.
+    options.validate()?;
+    let config = ClientConfig::locate(kubeconfig).context("cannot load the kubeconfig")?;
+    let client = Client::new(config)?;
+    rkube_agent::run(client, options, shutdown).await?;
+    Ok(())
+}
+
+fn hostname() -> anyhow::Result<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .context("cannot read this machine's hostname; pass --node-name")?;
+    Ok(name.trim().to_lowercase())
+}
