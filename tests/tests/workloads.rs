@@ -106,3 +106,77 @@ async fn the_example_daemonset_follows_the_ssd_label() {
     set_label(&client, "ssd-2", "disk", None).await;
     wait_nodes(&client, "app=ssd-monitor", &["hdd-1", "ssd-1"]).await;
 }
+
+/// A Job of 5 completions at parallelism 2 runs on a real agent (process runtime): it completes,
+/// and never more than 2 of its pods run at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_completes_five_pods_two_at_a_time_on_an_agent() {
+    use futures::StreamExt;
+    use k8s_openapi::api::batch::v1::Job;
+    use rkube_client::{KindRef, WatchEvent};
+
+    let c = ApiCluster::start_opts(1, ClusterOptions::with_control_loops()).await;
+    let client = c.client();
+    let data = tempfile::tempdir().unwrap();
+    let options = rkube_agent::AgentOptions::new("agent-1", data.path().to_path_buf());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let agent = tokio::spawn(rkube_agent::run(client.clone(), options, async {
+        let _ = stopped.await;
+    }));
+
+    // Track how many of the Job's pods run at once, from a watch.
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    {
+        let (client, peak) = (client.clone(), peak.clone());
+        tokio::spawn(async move {
+            let mut running = std::collections::HashSet::new();
+            let params = ListParams {
+                namespace: "default".into(),
+                label_selector: "job-name=batch".into(),
+                ..Default::default()
+            };
+            let mut w = Box::pin(client.watch(&KindRef::of::<Pod>(), &params, true));
+            while let Some(Ok(ev)) = w.next().await {
+                let (obj, gone) = match &ev {
+                    WatchEvent::Added(o) | WatchEvent::Modified(o) => (o, false),
+                    WatchEvent::Deleted(o) => (o, true),
+                    WatchEvent::Bookmark { .. } => continue,
+                };
+                let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+                let phase = obj["status"]["phase"].as_str().unwrap_or("");
+                if !gone && phase == "Running" {
+                    running.insert(name);
+                } else {
+                    running.remove(&name);
+                }
+                peak.fetch_max(running.len(), std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+    }
+    let job = serde_json::json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "batch"},
+        "spec": {"completions": 5, "parallelism": 2,
+            "template": {"spec": {"restartPolicy": "OnFailure",
+                "containers": [{"name": "main", "image": "busybox", "command": ["sh", "-c", "sleep 0.3"]}]}}}});
+    client.create(&job, "default").await.unwrap();
+    let status = wait_until(Duration::from_secs(90), "the job complete", || {
+        let client = client.clone();
+        async move {
+            let j: Job = client.get_typed("default", "batch").await.ok()?;
+            let st = j.status?;
+            st.conditions
+                .as_ref()?
+                .iter()
+                .any(|c| c.type_ == "Complete" && c.status == "True")
+                .then_some(st)
+        }
+    })
+    .await;
+    assert_eq!(status.succeeded, Some(5));
+    let peak = peak.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&peak),
+        "at most 2 pods ran at once, saw {peak}"
+    );
+    let _ = stop.send(());
+    agent.await.unwrap().unwrap();
+}
