@@ -2,5 +2,6 @@
 
 pub mod agent;
 pub mod control_plane;
+pub mod demo;
 pub mod logging;
 pub mod server;

@@ -32,6 +32,10 @@ enum Command {
     Server(rkube::server::ServerArgs),
     /// Run a node agent: register this machine as a Node and run the pods bound to it.
     Agent(rkube::agent::AgentArgs),
+    /// Run the demo HTTP app (like the book's kubia): answers with its hostname, serves /healthz
+    /// and /ready, and can be told to fail.
+    #[command(name = "demo-app")]
+    DemoApp(rkube::demo::DemoArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completion { shell: clap_complete::Shell },
     #[command(flatten)]
@@ -49,6 +53,10 @@ async fn main() -> std::process::ExitCode {
         Command::Agent(args) => {
             logging::init(cli.log_format);
             rkube::agent::run(args, cli.global.kubeconfig.as_deref(), shutdown_signal()).await
+        }
+        Command::DemoApp(args) => {
+            logging::init(cli.log_format);
+            rkube::demo::run(args, shutdown_signal()).await
         }
         Command::Completion { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "rkube", &mut std::io::stdout());
