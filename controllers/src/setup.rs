@@ -19,6 +19,7 @@ pub const NAMES: &[&str] = &[
     "daemonset",
     "job",
     "cronjob",
+    "statefulset",
 ];
 
 /// Which controllers run, and their settings.
@@ -54,6 +55,9 @@ pub fn build_manager(client: Client, identity: String, opts: ControllerOptions) 
     }
     if on("cronjob") {
         m.add(cronjob::controller(&ctx, Default::default()));
+    }
+    if on("statefulset") {
+        m.add(statefulset::controller(&ctx, Default::default()));
     }
     if on("garbagecollector") {
         m.add(garbage_collector::controller(&ctx, Default::default()));
