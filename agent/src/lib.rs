@@ -5,8 +5,9 @@
 //! up once one does.
 //!
 //! This slice runs containers on the `process` runtime with `command`/`args`, `env` (`value`
-//! and `fieldRef`), `workingDir`, init containers, restart policies with crash-loop back-off
-//! and graceful termination. Probes, volumes, ConfigMap/Secret env, logs/exec serving, metrics,
+//! and `fieldRef`), `workingDir`, init containers, restart policies with crash-loop back-off,
+//! graceful termination, and liveness, readiness and startup probes (httpGet, tcpSocket,
+//! exec). Volumes, ConfigMap/Secret env, logs/exec serving, metrics,
 //! service proxying and the docker runtime are later slices; pods using them get a clear
 //! waiting reason or condition message instead of being silently mis-run.
 //!
@@ -27,8 +28,10 @@ use rkube_client::Client;
 pub mod backoff;
 pub mod env;
 pub mod error;
+mod events;
 pub mod node;
 mod pods;
+pub mod probe;
 mod report;
 pub mod runtime;
 pub mod status;

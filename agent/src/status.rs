@@ -2,9 +2,9 @@
 //! conditions Initialized, ContainersReady, Ready and PodScheduled, and merging the agent's view
 //! into the status stored in the API without disturbing fields others own.
 //!
-//! Readiness probes and readiness gates are a later slice: a running container with a readiness
-//! probe, and a pod with readiness gates, are reported not ready with a message saying why, so
-//! nothing claims a readiness the agent has not checked.
+//! Readiness gates are a later slice: a pod with readiness gates is reported not ready with a
+//! message saying why, so nothing claims a readiness the agent has not checked. Container
+//! readiness (`ready`, from readiness probes) is decided by the worker.
 
 use k8s_openapi::api::core::v1::{ContainerStatus, HostIP, PodCondition, PodIP, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -138,17 +138,11 @@ pub fn conditions(
         .filter(|c| !c.ready)
         .map(|c| c.name.as_str())
         .collect();
-    let probes_pending = app
-        .iter()
-        .any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()) && !c.ready);
     let (containers_ready, ready) = if phase == "Succeeded" || phase == "Failed" {
         let c = |t| cond(t, false, Some("PodCompleted"), None);
         (c("ContainersReady"), c("Ready"))
     } else if !unready.is_empty() {
-        let mut message = format!("containers with unready status: [{}]", unready.join(" "));
-        if probes_pending {
-            message.push_str(" (readiness probes are not supported by this agent yet)");
-        }
+        let message = format!("containers with unready status: [{}]", unready.join(" "));
         let c = |t| cond(t, false, Some("ContainersNotReady"), Some(message.clone()));
         (c("ContainersReady"), c("Ready"))
     } else if readiness_gates {
@@ -368,8 +362,8 @@ mod tests {
             [
                 "PodScheduled=true ",
                 "Initialized=true ",
-                "ContainersReady=false containers with unready status: [web] (readiness probes are not supported by this agent yet)",
-                "Ready=false containers with unready status: [web] (readiness probes are not supported by this agent yet)",
+                "ContainersReady=false containers with unready status: [web]",
+                "Ready=false containers with unready status: [web]",
             ]
         );
         let mut init = running();

@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use rkube_client::Client;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::backoff::Backoff;
@@ -26,6 +26,7 @@ use crate::runtime::{ContainerSpec, Exit, Runtime, Started};
 use crate::status::{self, PodView};
 use crate::{AgentOptions, IpPool};
 
+mod probing;
 mod terminate;
 
 /// What every pod worker shares.
@@ -106,6 +107,8 @@ struct Slot {
     attempts: i32,
     /// A configuration problem stops it from starting (reported as its waiting reason).
     blocked: bool,
+    /// The running container's probes.
+    probes: Option<probing::Probes>,
 }
 
 struct Worker {
@@ -120,6 +123,9 @@ struct Worker {
     slots: Vec<Slot>,
     /// The pod had already finished (Succeeded/Failed) when this worker started: nothing runs.
     finished: bool,
+    /// Probe results from the containers' probe tasks.
+    probe_tx: mpsc::UnboundedSender<probing::ProbeUpdate>,
+    probe_rx: mpsc::UnboundedReceiver<probing::ProbeUpdate>,
 }
 
 impl Worker {
@@ -193,9 +199,11 @@ impl Worker {
                     restart_at: None,
                     attempts,
                     blocked: blocked_reason.is_some(),
+                    probes: None,
                 }
             })
             .collect();
+        let (probe_tx, probe_rx) = mpsc::unbounded_channel();
         Worker {
             start_time: previous
                 .start_time
@@ -209,6 +217,8 @@ impl Worker {
             ip,
             slots,
             finished,
+            probe_tx,
+            probe_rx,
         }
     }
 
@@ -247,6 +257,7 @@ impl Worker {
                     }
                 }
                 (i, exit) = exits => self.on_exit(i, exit),
+                Some(update) = self.probe_rx.recv() => self.on_probe(update),
                 _ = tokio::time::sleep_until(restart_at.unwrap_or_else(Instant::now)), if restart_at.is_some() => {}
             }
         }
@@ -322,11 +333,9 @@ impl Worker {
                     ..Default::default()
                 });
                 slot.status.container_id = Some(format!("{}://{}", runtime.name(), started.id));
-                slot.status.started = Some(true);
-                // Readiness probes are a later slice: a probed container is not called ready.
-                slot.status.ready = slot.container.readiness_probe.is_none();
                 slot.restart_at = None;
                 slot.live = Some(started);
+                self.start_probes(i);
             }
             Err(e) => {
                 tracing::info!(pod = %self.name, namespace = %self.namespace, container = %slot.container.name, error = %e, "container failed to start");
@@ -460,6 +469,7 @@ impl Worker {
         };
         slot.status.ready = false;
         slot.status.started = Some(false);
+        slot.probes = None;
         let restart = match (slot.init, policy.as_str()) {
             (_, "Never") => false,
             (true, _) | (false, "OnFailure") => exit.exit_code != 0,

@@ -1,7 +1,8 @@
 //! Container runtimes behind one trait. The agent decides what runs and when (lifecycle,
-//! restarts, back-off, status); a runtime only starts a container, reports its exit and stops
-//! it. `process` (the default, needing nothing installed) runs each container's command as a
-//! child process; a Docker Engine runtime is a later slice and is refused with a clear error.
+//! restarts, back-off, status); a runtime only starts a container, reports its exit, runs
+//! commands in it (exec probes) and stops it. `process` (the default, needing nothing
+//! installed) runs each container's command as a child process; a Docker Engine runtime is a
+//! later slice and is refused with a clear error.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -43,6 +44,14 @@ pub struct Exit {
     pub finished_at: jiff::Timestamp,
 }
 
+/// What a command run in a container (an exec probe) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub exit_code: i32,
+    /// Stdout followed by stderr.
+    pub output: String,
+}
+
 /// A container that was started.
 #[derive(Debug, Clone)]
 pub struct Started {
@@ -70,6 +79,14 @@ pub trait Runtime: Send + Sync {
     fn name(&self) -> &'static str;
     fn start<'a>(&'a self, spec: &'a ContainerSpec) -> BoxFuture<'a, Result<Started>>;
     fn stop<'a>(&'a self, id: &'a str, grace: Duration) -> BoxFuture<'a, Result<Exit>>;
+    /// Run `argv` in running container `id`'s environment and working directory, killing it
+    /// (and everything it started) after `timeout`, which is an error.
+    fn exec<'a>(
+        &'a self,
+        id: &'a str,
+        argv: &'a [String],
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<ExecOutput>>;
     /// Forget an exited container (its exit is no longer needed).
     fn remove(&self, id: &str);
 }

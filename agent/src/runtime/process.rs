@@ -14,7 +14,7 @@ use std::time::Duration;
 use rustix::process::{kill_process_group, Pid, Signal};
 use tokio::sync::watch;
 
-use super::{BoxFuture, ContainerSpec, Exit, Runtime, Started};
+use super::{BoxFuture, ContainerSpec, ExecOutput, Exit, Runtime, Started};
 use crate::error::{Error, Result};
 
 /// How long a container may take to go away after SIGKILL before stopping reports an error.
@@ -30,6 +30,9 @@ struct Entry {
     /// The process group: the main process's pid.
     pgid: Pid,
     exit: watch::Receiver<Option<Exit>>,
+    /// The container's environment and working directory, for exec.
+    env: Vec<(String, String)>,
+    working_dir: std::path::PathBuf,
 }
 
 impl ProcessRuntime {
@@ -113,6 +116,8 @@ impl ProcessRuntime {
             Entry {
                 pgid,
                 exit: rx.clone(),
+                env: spec.env.clone(),
+                working_dir: spec.working_dir.clone(),
             },
         );
         Ok(Started {
@@ -153,6 +158,65 @@ impl ProcessRuntime {
     }
 }
 
+impl ProcessRuntime {
+    async fn exec_process(
+        &self,
+        id: &str,
+        argv: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput> {
+        let (env, working_dir) = {
+            let containers = self.containers.lock().expect("containers lock");
+            let entry = containers
+                .get(id)
+                .filter(|e| e.exit.borrow().is_none())
+                .ok_or_else(|| Error::Runtime(format!("container {id} is not running")))?;
+            (entry.env.clone(), entry.working_dir.clone())
+        };
+        let Some((program, args)) = argv.split_first() else {
+            return Err(Error::Runtime("exec: empty command".into()));
+        };
+        let child = tokio::process::Command::new(program)
+            .args(args)
+            .env_clear()
+            .envs(env)
+            .current_dir(&working_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| Error::Runtime(format!("exec: cannot run {program:?}: {e}")))?;
+        let pgid = child.id().and_then(|p| Pid::from_raw(p as i32));
+        match tokio::time::timeout(timeout, child.wait_with_output()).await {
+            Ok(Ok(out)) => {
+                if let Some(pgid) = pgid {
+                    let _ = kill_process_group(pgid, Signal::KILL);
+                }
+                let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
+                output.push_str(&String::from_utf8_lossy(&out.stderr));
+                let exit_code = match (out.status.code(), out.status.signal()) {
+                    (Some(code), _) => code,
+                    (None, Some(sig)) => 128 + sig,
+                    (None, None) => 128,
+                };
+                Ok(ExecOutput { exit_code, output })
+            }
+            Ok(Err(e)) => Err(Error::Runtime(format!("exec {program:?}: {e}"))),
+            Err(_) => {
+                if let Some(pgid) = pgid {
+                    let _ = kill_process_group(pgid, Signal::KILL);
+                }
+                Err(Error::Runtime(format!(
+                    "command {argv:?} timed out after {}s",
+                    timeout.as_secs_f64()
+                )))
+            }
+        }
+    }
+}
+
 impl Runtime for ProcessRuntime {
     fn name(&self) -> &'static str {
         "process"
@@ -164,6 +228,15 @@ impl Runtime for ProcessRuntime {
 
     fn stop<'a>(&'a self, id: &'a str, grace: Duration) -> BoxFuture<'a, Result<Exit>> {
         Box::pin(self.stop_process(id, grace))
+    }
+
+    fn exec<'a>(
+        &'a self,
+        id: &'a str,
+        argv: &'a [String],
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<ExecOutput>> {
+        Box::pin(self.exec_process(id, argv, timeout))
     }
 
     fn remove(&self, id: &str) {

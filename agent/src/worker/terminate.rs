@@ -19,7 +19,10 @@ impl Worker {
         let live: Vec<(String, Started)> = self
             .slots
             .iter_mut()
-            .filter_map(|s| Some((s.container.name.clone(), s.live.take()?)))
+            .filter_map(|s| {
+                s.probes = None;
+                Some((s.container.name.clone(), s.live.take()?))
+            })
             .collect();
         let pod = self.name.as_str();
         let stops = live.iter().map(|(name, started)| {
