@@ -20,6 +20,7 @@ pub const NAMES: &[&str] = &[
     "job",
     "cronjob",
     "statefulset",
+    "volume",
 ];
 
 /// Which controllers run, and their settings.
@@ -58,6 +59,9 @@ pub fn build_manager(client: Client, identity: String, opts: ControllerOptions) 
     }
     if on("statefulset") {
         m.add(statefulset::controller(&ctx, Default::default()));
+    }
+    if on("volume") {
+        m.add(volume::controller(&ctx, Default::default()));
     }
     if on("garbagecollector") {
         m.add(garbage_collector::controller(&ctx, Default::default()));

@@ -11,3 +11,4 @@ pub mod node_lifecycle;
 pub mod pod_gc;
 pub mod replicaset;
 pub mod statefulset;
+pub mod volume;
