@@ -11,8 +11,9 @@ use rkube_controllers::ControllerOptions;
 #[derive(Debug, Clone, clap::Args)]
 pub struct ControlPlaneArgs {
     /// Control loops to run, comma-separated: `*` for all, `-name` to disable one (e.g.
-    /// `*,-scheduler`); an empty value runs none. Names: scheduler, replicaset, replicationcontroller, deployment,
-    /// garbagecollector, namespace, endpoint, nodelifecycle, podgc.
+    /// `*,-scheduler`); an empty value runs none. Names: scheduler, replicaset,
+    /// replicationcontroller, deployment, garbagecollector, namespace, endpoint, nodelifecycle,
+    /// podgc, daemonset, job, cronjob, statefulset, volume.
     #[arg(long, default_value = "*", value_delimiter = ',')]
     pub controllers: Vec<String>,
     /// A node whose lease is not renewed for this long is marked NotReady/Unknown and tainted
