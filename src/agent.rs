@@ -43,6 +43,12 @@ pub struct AgentArgs {
     /// the node name). Agents sharing one host need different values.
     #[arg(long)]
     pub pod_ip_block: Option<u8>,
+    /// The address the NodePort service proxy listens on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub proxy_address: String,
+    /// Do not run the NodePort service proxy.
+    #[arg(long)]
+    pub no_proxy: bool,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -79,6 +85,8 @@ pub async fn run(
     if let Some(block) = args.pod_ip_block {
         options.pod_ip_block = block;
     }
+    options.proxy_address = args.proxy_address;
+    options.proxy = !args.no_proxy;
     // Refuse bad flags (such as the docker runtime) before looking for a server.
     options.validate()?;
     let config = ClientConfig::locate(kubeconfig).context("cannot load the kubeconfig")?;

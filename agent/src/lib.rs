@@ -7,9 +7,9 @@
 //! This slice runs containers on the `process` runtime with `command`/`args`, `env` (`value`
 //! and `fieldRef`), `workingDir`, init containers, restart policies with crash-loop back-off,
 //! graceful termination, and liveness, readiness and startup probes (httpGet, tcpSocket,
-//! exec). Volumes, ConfigMap/Secret env, logs/exec serving, metrics,
-//! service proxying and the docker runtime are later slices; pods using them get a clear
-//! waiting reason or condition message instead of being silently mis-run.
+//! exec), and a NodePort service proxy ([`proxy`]). Volumes, ConfigMap/Secret env, logs/exec
+//! serving, metrics, ClusterIP service proxying and the docker runtime are later slices; pods
+//! using them get a clear waiting reason or condition message instead of being silently mis-run.
 //!
 //! # Pod addresses on the process runtime
 //! Containers share the host's network, so each pod gets its own loopback address
@@ -32,6 +32,7 @@ mod events;
 pub mod node;
 mod pods;
 pub mod probe;
+pub mod proxy;
 mod report;
 pub mod runtime;
 pub mod status;
@@ -93,6 +94,10 @@ pub struct AgentOptions {
     /// How often the Lease and the Node's Ready condition are renewed.
     pub heartbeat_interval: Duration,
     pub backoff: BackoffPolicy,
+    /// Run the NodePort service proxy ([`proxy`]).
+    pub proxy: bool,
+    /// The address the proxy's node ports listen on (default `127.0.0.1`).
+    pub proxy_address: String,
 }
 
 impl AgentOptions {
@@ -114,6 +119,8 @@ impl AgentOptions {
             pod_ip_block: 1 + (hash % 254) as u8,
             heartbeat_interval: Duration::from_secs(10),
             backoff: BackoffPolicy::default(),
+            proxy: true,
+            proxy_address: "127.0.0.1".into(),
         }
     }
 
@@ -128,6 +135,12 @@ impl AgentOptions {
                 self.pod_ip_block
             )));
         }
+        if self.proxy_address.parse::<std::net::IpAddr>().is_err() {
+            return Err(Error::Config(format!(
+                "proxy address {:?} is not an IP address",
+                self.proxy_address
+            )));
+        }
         if self.runtime == RuntimeKind::Docker {
             return Err(Error::Config(
                 "the docker runtime is not implemented yet; use --runtime process".into(),
@@ -138,8 +151,9 @@ impl AgentOptions {
 }
 
 /// Run the agent until `shutdown` resolves: register the Node, heartbeat, run the pods bound to
-/// it. On shutdown the process runtime's containers are stopped (they are the agent's
-/// children); the pods stay bound, and a restarted agent starts their containers again.
+/// it and (unless [`AgentOptions::proxy`] is off) proxy NodePort services. On shutdown the
+/// process runtime's containers are stopped (they are the agent's children) and the node ports
+/// closed; the pods stay bound, and a restarted agent starts their containers again.
 pub async fn run(
     client: Client,
     options: AgentOptions,
@@ -151,6 +165,10 @@ pub async fn run(
     let options = Arc::new(options);
     register_with_retry(&client, &options).await?;
     let heartbeat = tokio::spawn(node::heartbeat(client.clone(), options.clone()));
+    let proxy = match options.proxy_address.parse() {
+        Ok(address) if options.proxy => Some(tokio::spawn(proxy::run(client.clone(), address))),
+        _ => None,
+    };
     let ctx = Arc::new(worker::Context {
         client,
         runtime: Arc::new(runtime::ProcessRuntime::new()),
@@ -159,6 +177,9 @@ pub async fn run(
     });
     pods::run(ctx, shutdown).await;
     heartbeat.abort();
+    if let Some(proxy) = proxy {
+        proxy.abort();
+    }
     Ok(())
 }
 
@@ -254,5 +275,14 @@ mod tests {
             "invalid agent configuration: the docker runtime is not implemented yet; use --runtime process"
         );
         assert!("podman".parse::<RuntimeKind>().is_err());
+    }
+
+    #[test]
+    fn proxy_address_must_be_an_ip() {
+        let mut options = AgentOptions::new("n1", "/tmp/x".into());
+        assert!(options.proxy && options.validate().is_ok());
+        options.proxy_address = "localhost".into();
+        let err = options.validate().unwrap_err().to_string();
+        assert!(err.contains("is not an IP address"), "{err}");
     }
 }

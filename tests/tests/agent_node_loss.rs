@@ -60,7 +60,7 @@ async fn placements(client: &Client) -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_of_a_dead_agent_are_recreated_on_the_other_node() {
     let mut opts = ClusterOptions::with_control_loops();
-    opts.control_plane.node_monitor_grace_period = Duration::from_secs(3);
+    opts.control_plane.node_monitor_grace_period = Duration::from_secs(6);
     opts.control_plane.default_toleration_seconds = 1;
     let c = ApiCluster::start_opts(1, opts).await;
     let client = c.client();
@@ -89,7 +89,7 @@ async fn pods_of_a_dead_agent_are_recreated_on_the_other_node() {
     let survivor = agent(&client, "agent-survivor", dirs.1.path());
     doomed.shutdown_background();
     wait_until(
-        Duration::from_secs(60),
+        Duration::from_secs(120),
         "2 pods running on agent-survivor",
         || {
             let client = client.clone();
