@@ -92,10 +92,14 @@ up() {
         # One server at a time: a joining server needs the previous ones to be members.
         wait_for 60 "server-$i to be a member" member_count_at_least "$bin" "$i"
     done
+    # The last server's kubeconfig lists every server, so clients fail over between them.
+    wait_for 30 "server-$servers's admin kubeconfig" test -s "$dir/server-$servers/admin.kubeconfig"
+    cp "$dir/server-$servers/admin.kubeconfig" "$dir/kubeconfig"
     for i in $(seq 1 "$agents"); do
         "$bin" agent --help >/dev/null 2>&1 || die "this rkube binary has no agent role"
+        # Each agent serves NodePorts on its own loopback address (agent-1 on 127.0.0.1).
         start "agent-$i" "$bin" agent --kubeconfig "$dir/kubeconfig" --node-name "agent-$i" \
-            --data-dir "$dir/agent-$i"
+            --data-dir "$dir/agent-$i" --proxy-address "127.0.0.$i"
     done
     for i in $(seq 1 "$agents"); do
         wait_for 60 "node agent-$i" "$bin" --kubeconfig "$dir/kubeconfig" get node "agent-$i"
