@@ -102,6 +102,10 @@ struct Inner {
     channels: Mutex<HashMap<String, Channel>>,
 }
 
+/// How long a call keeps asking servers that answer "unavailable" (a Raft election takes about
+/// a second after a leader dies).
+const ELECTION_RETRY_WINDOW: Duration = Duration::from_secs(5);
+
 /// Largest response accepted: a list of tens of thousands of objects is tens of MiB.
 const MAX_RESPONSE_BYTES: usize = 512 << 20;
 
@@ -210,31 +214,49 @@ impl Client {
         F: Fn(Channel) -> Fut,
         Fut: std::future::Future<Output = Result<T, tonic::Status>>,
     {
-        let servers = self.servers();
-        let start = self.inner.current.load(Ordering::Relaxed);
-        let mut errors = Vec::new();
-        for i in 0..servers.len() {
-            let idx = (start + i) % servers.len();
-            let addr = &servers[idx];
-            let outcome = match self.channel(addr) {
-                Ok(ch) => f(ch).await.map_err(Error::from),
-                Err(e) => Err(e),
-            };
-            match outcome {
-                Err(e) if e.is_retryable() => {
-                    tracing::debug!(server = %addr, error = %e, "API server unavailable; trying the next one");
-                    errors.push(format!("{addr}: {e}"));
-                }
-                other => {
-                    self.inner.current.store(idx, Ordering::Relaxed);
-                    return other;
+        // A server that answers "unavailable" itself (no Raft leader yet: an election after the
+        // leader died) is worth asking again shortly; servers that cannot be reached at all are
+        // not waited for.
+        let deadline = tokio::time::Instant::now() + ELECTION_RETRY_WINDOW;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let servers = self.servers();
+            let start = self.inner.current.load(Ordering::Relaxed);
+            let mut errors = Vec::new();
+            let mut answered_unavailable = false;
+            for i in 0..servers.len() {
+                let idx = (start + i) % servers.len();
+                let addr = &servers[idx];
+                let outcome = match self.channel(addr) {
+                    Ok(ch) => f(ch).await.map_err(|status| {
+                        answered_unavailable |= status
+                            .metadata()
+                            .get("rkube-reason")
+                            .is_some_and(|r| r == "ServiceUnavailable");
+                        Error::from(status)
+                    }),
+                    Err(e) => Err(e),
+                };
+                match outcome {
+                    Err(e) if e.is_retryable() => {
+                        tracing::debug!(server = %addr, error = %e, "API server unavailable; trying the next one");
+                        errors.push(format!("{addr}: {e}"));
+                    }
+                    other => {
+                        self.inner.current.store(idx, Ordering::Relaxed);
+                        return other;
+                    }
                 }
             }
+            if !answered_unavailable || tokio::time::Instant::now() + pause > deadline {
+                return Err(Error::Unavailable(format!(
+                    "Unable to connect to the server: no API server answered (tried {})",
+                    errors.join("; ")
+                )));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
         }
-        Err(Error::Unavailable(format!(
-            "Unable to connect to the server: no API server answered (tried {})",
-            errors.join("; ")
-        )))
     }
 
     /// Learn the API servers of every cluster member (best effort).

@@ -202,28 +202,34 @@ pub async fn undo(
     out: &mut (dyn Write + Send),
 ) -> Result<()> {
     deployments_only(r, "rollbacker")?;
-    let d = super::get(ctx, r, name).await?;
-    let rss = owned_replica_sets(ctx, &d).await?;
-    let rs = select_revision(&rss, to_revision, name)?;
-    if flag(&d, "/spec/paused") {
-        bail!("you cannot rollback a paused deployment; resume it first with 'rkube rollout resume' and try again");
-    }
-    match rollback(&d, rs) {
-        None => writeln!(
-            out,
-            "{} skipped rollback (current template already matches revision {})",
-            display_name(r, name),
-            revision_of(rs).unwrap_or(to_revision)
-        )?,
-        Some(updated) => {
-            ctx.client.update(&updated).await.map_err(|e| {
-                anyhow!(
+    // The deployment controller writes the object too (revision annotation, status): re-read and
+    // try again when the update loses that race, as kubectl's rollbacker does.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let d = super::get(ctx, r, name).await?;
+        let rss = owned_replica_sets(ctx, &d).await?;
+        let rs = select_revision(&rss, to_revision, name)?;
+        if flag(&d, "/spec/paused") {
+            bail!("you cannot rollback a paused deployment; resume it first with 'rkube rollout resume' and try again");
+        }
+        match rollback(&d, rs) {
+            None => writeln!(
+                out,
+                "{} skipped rollback (current template already matches revision {})",
+                display_name(r, name),
+                revision_of(rs).unwrap_or(to_revision)
+            )?,
+            Some(updated) => match ctx.client.update(&updated).await {
+                Ok(_) => writeln!(out, "{} rolled back", display_name(r, name))?,
+                Err(rkube_client::Error::Conflict(_)) if attempts < 5 => continue,
+                Err(e) => bail!(
                     "failed restoring revision {}: {e}",
                     revision_of(rs).unwrap_or(0)
-                )
-            })?;
-            writeln!(out, "{} rolled back", display_name(r, name))?;
+                ),
+            },
         }
+        break;
     }
     Ok(())
 }
