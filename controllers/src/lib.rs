@@ -3,6 +3,7 @@
 
 pub mod controllers;
 pub mod error;
+pub mod expectations;
 pub mod runtime;
 pub mod setup;
 pub mod util;

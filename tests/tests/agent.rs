@@ -3,63 +3,19 @@
 //! address and a log file, graceful deletion killing the process, crash-loop restarts with
 //! back-off, a pod that succeeds, a container without a command, and a ReplicaSet's pods.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use rkube_agent::{AgentOptions, BackoffPolicy};
 use rkube_client::{Client, KindRef, ListParams};
+use rkube_tests::agent::Agent;
 use rkube_tests::api_cluster::{ApiCluster, ClusterOptions};
 use rkube_tests::wait::wait_until;
 use serde_json::{json, Value};
 
 const NODE: &str = "agent-1";
 const TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A running in-process agent; [`Agent::stop`] shuts it down as SIGTERM would.
-struct Agent {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<rkube_agent::Result<()>>,
-    data: tempfile::TempDir,
-}
-
-impl Agent {
-    fn start(client: Client) -> Agent {
-        let data = tempfile::tempdir().expect("tempdir");
-        let mut options = AgentOptions::new(NODE, data.path().to_path_buf());
-        options.heartbeat_interval = Duration::from_millis(500);
-        options.backoff = BackoffPolicy {
-            base: Duration::from_millis(100),
-            max: Duration::from_millis(400),
-            reset_after: Duration::from_secs(60),
-        };
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(rkube_agent::run(client, options, async {
-            let _ = stopped.await;
-        }));
-        Agent {
-            stop: Some(stop),
-            task,
-            data,
-        }
-    }
-
-    fn pod_dir(&self, pod: &Pod) -> PathBuf {
-        let m = &pod.metadata;
-        self.data.path().join("pods").join(format!(
-            "{}_{}_{}",
-            m.namespace.as_deref().unwrap_or_default(),
-            m.name.as_deref().unwrap_or_default(),
-            m.uid.as_deref().unwrap_or_default()
-        ))
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().map(|s| s.send(()));
-        self.task.await.expect("agent task").expect("agent run");
-    }
-}
 
 fn pod(name: &str, restart_policy: &str, command: Option<&str>) -> Value {
     let mut container = json!({"name": "main", "image": "busybox"});
@@ -164,7 +120,7 @@ async fn agent_runs_pods_on_the_process_runtime() {
         .try_init();
     let cluster = ApiCluster::start_opts(1, ClusterOptions::with_control_loops()).await;
     let client = cluster.client();
-    let agent = Agent::start(client.clone());
+    let agent = Agent::start(client.clone(), NODE);
 
     // Registration: the Node is Ready with its hostname label and capacity, the Lease renewed.
     let node = wait_until(TIMEOUT, "node agent-1 Ready", || {

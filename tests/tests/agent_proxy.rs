@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Endpoints, Service};
-use rkube_agent::{AgentOptions, BackoffPolicy};
-use rkube_client::{Client, KindRef};
+use rkube_client::KindRef;
+use rkube_tests::agent::Agent;
 use rkube_tests::api_cluster::{ApiCluster, ClusterOptions};
 use rkube_tests::wait::wait_until;
 use serde_json::json;
@@ -17,40 +17,6 @@ use tokio::net::TcpStream;
 
 const NODE: &str = "proxy-node-1";
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A running in-process agent; [`Agent::stop`] shuts it down as SIGTERM would.
-struct Agent {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<rkube_agent::Result<()>>,
-    _data: tempfile::TempDir,
-}
-
-impl Agent {
-    fn start(client: Client) -> Agent {
-        let data = tempfile::tempdir().expect("tempdir");
-        let mut options = AgentOptions::new(NODE, data.path().to_path_buf());
-        options.heartbeat_interval = Duration::from_millis(500);
-        options.backoff = BackoffPolicy {
-            base: Duration::from_millis(100),
-            max: Duration::from_millis(400),
-            reset_after: Duration::from_secs(60),
-        };
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(rkube_agent::run(client, options, async {
-            let _ = stopped.await;
-        }));
-        Agent {
-            stop: Some(stop),
-            task,
-            _data: data,
-        }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().map(|s| s.send(()));
-        self.task.await.expect("agent task").expect("agent run");
-    }
-}
 
 /// `GET /` over a fresh connection with `Connection: close`: the response body, or `None` when
 /// the connection fails or the answer is not a 200.
@@ -91,7 +57,7 @@ async fn node_port_spreads_over_ready_replicas_and_honours_client_ip_affinity() 
     let bin = rkube_tests::process::rkube_bin();
     let cluster = ApiCluster::start_opts(1, ClusterOptions::with_control_loops()).await;
     let client = cluster.client();
-    let agent = Agent::start(client.clone());
+    let agent = Agent::start(client.clone(), NODE);
 
     let deployment = json!({
         "apiVersion": "apps/v1", "kind": "Deployment",

@@ -409,14 +409,16 @@ async fn deployment_rolls_rolls_back_pauses_and_stops_on_unready_pods() {
     rolled_out(&client, "kubia:v4", 3).await;
 
     // The example manifest with a readiness check: v3 never becomes ready, so the rollout stops
-    // after one new pod and the three old pods stay.
-    let v3: Value = yaml_serde::from_str(
+    // after one new pod and the three old pods stay. Its 600 s progress deadline is cut to 11 s (it
+    // must exceed minReadySeconds) so that the controller's verdict shows the rollout stopped.
+    let mut v3: Value = yaml_serde::from_str(
         &std::fs::read_to_string(format!(
             "{EXAMPLES}/kubia-deployment-v3-with-readinesscheck.yaml"
         ))
         .unwrap(),
     )
     .unwrap();
+    v3["spec"]["progressDeadlineSeconds"] = json!(11);
     wait_until(Duration::from_secs(30), "the v3 spec written", || {
         let client = client.clone();
         let spec = v3["spec"].clone();
@@ -452,9 +454,26 @@ async fn deployment_rolls_rolls_back_pauses_and_stops_on_unready_pods() {
     })
     .await;
     assert_eq!(stuck, 4);
-    // Showing that something does NOT happen takes time: the old pods are still all there after
-    // several reconcile rounds.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_until(
+        Duration::from_secs(60),
+        "the rollout declared stuck",
+        || {
+            let client = client.clone();
+            async move {
+                let d: Deployment = client.get_typed("default", "kubia").await.ok()?;
+                let progressing = d
+                    .status?
+                    .conditions?
+                    .into_iter()
+                    .find(|c| c.type_.as_deref() == Some("Progressing"))?;
+                (progressing.status.as_deref() == Some("False")
+                    && progressing.reason.as_deref() == Some("ProgressDeadlineExceeded"))
+                .then_some(())
+            }
+        },
+    )
+    .await;
+    // Past its deadline the rollout still has not touched the old pods.
     let all = pods(&client, "default", "app=kubia").await;
     assert_eq!(all.iter().filter(|p| image_of(p) == "kubia:v4").count(), 3);
     assert_eq!(all.iter().filter(|p| image_of(p) == "kubia:v3").count(), 1);
@@ -736,9 +755,28 @@ async fn a_paused_leader_cannot_commit_after_a_takeover() {
         .await
         .expect("a write stamped with the current term");
 
-    // Let the resumed server's loops run a few renewal rounds, then check the Lease history:
-    // after the takeover, no write names the old holder.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // The resumed server learns that it was deposed; after that the new holder renews the Lease
+    // twice, so the resumed server's loops had a whole renewal period in which to write.
+    wait_until(
+        Duration::from_secs(30),
+        "the old leader to see the new one",
+        || {
+            let via_old = via_old.clone();
+            async move {
+                let m = via_old.members().await.ok()?;
+                (m.member_id as usize == old_leader
+                    && m.leader_id != 0
+                    && m.leader_id as usize != old_leader)
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    let mut last_rv = lease_rv(&survivor, 0).await;
+    for _ in 0..2 {
+        last_rv = lease_rv(&survivor, last_rv).await;
+    }
+    // The Lease history since the takeover: no write names the old holder.
     let mut history = Vec::new();
     let params = ListParams {
         namespace: "kube-system".into(),
@@ -747,20 +785,42 @@ async fn a_paused_leader_cannot_commit_after_a_takeover() {
         ..Default::default()
     };
     let mut w = Box::pin(survivor.watch(&KindRef::of::<Lease>(), &params, false));
-    while let Ok(Some(Ok(ev))) =
-        tokio::time::timeout(Duration::from_secs(2), futures::StreamExt::next(&mut w)).await
-    {
-        if let Some(o) = ev.object() {
-            history.push(
-                o["spec"]["holderIdentity"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string(),
-            );
+    while let Some(ev) = futures::StreamExt::next(&mut w).await {
+        let Some(o) = ev.expect("lease watch").object().cloned() else {
+            continue;
+        };
+        history.push(
+            o["spec"]["holderIdentity"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+        );
+        let rv: i64 = o["metadata"]["resourceVersion"]
+            .as_str()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0);
+        if rv >= last_rv {
+            break;
         }
     }
     assert!(
         !history.iter().any(|h| h == &format!("server-{old_leader}")),
         "the old leader wrote the lease after the takeover: {history:?}"
     );
+}
+
+/// Wait until the controller-manager Lease is written after revision `after`; its new revision.
+async fn lease_rv(client: &Client, after: i64) -> i64 {
+    wait_until(Duration::from_secs(30), "a lease renewal", || {
+        let client = client.clone();
+        async move {
+            let l: Lease = client
+                .get_typed("kube-system", "kube-controller-manager")
+                .await
+                .ok()?;
+            let rv: i64 = l.metadata.resource_version?.parse().ok()?;
+            (rv > after).then_some(rv)
+        }
+    })
+    .await
 }

@@ -133,6 +133,47 @@ async fn placement_filters_and_pending_messages() {
         "0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 2 Insufficient cpu."
     );
 
+    // Too much memory, tolerating every taint.
+    let mut hungry = pod("hungry", json!({"tolerations": [{"operator": "Exists"}]}));
+    hungry["spec"]["containers"][0]["resources"] = json!({"requests": {"memory": "100Gi"}});
+    client.create(&hungry, "default").await.unwrap();
+    assert_eq!(
+        pending_message(&client, "hungry").await,
+        "0/3 nodes are available: 3 Insufficient memory."
+    );
+
+    // Required pod affinity to pods that exist nowhere.
+    let lonely = json!({
+        "tolerations": [{"operator": "Exists"}],
+        "affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app": "nobody"}}, "topologyKey": "kubernetes.io/hostname"}]}}
+    });
+    client
+        .create(&pod("lonely", lonely), "default")
+        .await
+        .unwrap();
+    assert_eq!(
+        pending_message(&client, "lonely").await,
+        "0/3 nodes are available: 3 node(s) didn't match pod affinity rules."
+    );
+
+    // A host port taken on the only node a pod may use.
+    let port = |name: &str| {
+        let mut p = pod(
+            name,
+            json!({"nodeSelector": {"kubernetes.io/hostname": "node-c"}}),
+        );
+        p["spec"]["containers"][0]["ports"] = json!([{"containerPort": 80, "hostPort": 9000}]);
+        p
+    };
+    client.create(&port("port-1"), "default").await.unwrap();
+    assert_eq!(bound_node(&client, "port-1").await, "node-c");
+    client.create(&port("port-2"), "default").await.unwrap();
+    assert_eq!(
+        pending_message(&client, "port-2").await,
+        "0/3 nodes are available: 1 node(s) didn't have free ports for the requested pod ports, 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) had untolerated taint {dedicated: gpu}."
+    );
+
     // The example manifest: Pending until a node is labelled gpu=true.
     apply_yaml(
         &client,

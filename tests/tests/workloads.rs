@@ -117,12 +117,7 @@ async fn a_job_completes_five_pods_two_at_a_time_on_an_agent() {
 
     let c = ApiCluster::start_opts(1, ClusterOptions::with_control_loops()).await;
     let client = c.client();
-    let data = tempfile::tempdir().unwrap();
-    let options = rkube_agent::AgentOptions::new("agent-1", data.path().to_path_buf());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let agent = tokio::spawn(rkube_agent::run(client.clone(), options, async {
-        let _ = stopped.await;
-    }));
+    let agent = rkube_tests::agent::Agent::start(client.clone(), "agent-1");
 
     // Track how many of the Job's pods run at once, from a watch.
     let peak = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -177,6 +172,5 @@ async fn a_job_completes_five_pods_two_at_a_time_on_an_agent() {
         (1..=2).contains(&peak),
         "at most 2 pods ran at once, saw {peak}"
     );
-    let _ = stop.send(());
-    agent.await.unwrap().unwrap();
+    agent.stop().await;
 }

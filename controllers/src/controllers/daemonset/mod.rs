@@ -13,7 +13,6 @@
 //! ones, which this controller deletes.
 
 mod backoff;
-mod expectations;
 mod placement;
 mod plan;
 mod status;
@@ -31,6 +30,7 @@ use serde_json::{json, Value};
 
 use crate::controllers::deployment::pod_template_hash;
 use crate::error::Result;
+use crate::expectations::{Expectations, Gate};
 use crate::runtime::events::{NORMAL, WARNING};
 use crate::runtime::{
     Action, ApiExt, Change, Context, Controller, DeleteOptions, Informer, ObjectKey, Reconciler,
@@ -38,7 +38,6 @@ use crate::runtime::{
 };
 use crate::util;
 use backoff::FailedPodBackoff;
-use expectations::Expectations;
 
 pub use placement::{
     add_default_tolerations, fits_node_affinity, node_should_run, pod_for_node, target_node_name,
@@ -221,7 +220,7 @@ impl Reconciler for DaemonSetReconciler {
         let hash = template_hash(&ds);
         let nodes = self.nodes.list();
         self.claim_pods(&ds).await?;
-        let satisfied = self.expectations.satisfied(key, &self.pods);
+        let satisfied = self.expectations.gate(key, &self.pods) == Gate::Open;
         let synced = if satisfied {
             self.sync(key, &ds, &nodes, &hash).await
         } else {
@@ -240,7 +239,10 @@ impl Reconciler for DaemonSetReconciler {
         let next = [
             retry,
             status::next_available_in(&ds, &by_node, now),
-            self.expectations.expires_in(key),
+            match self.expectations.gate(key, &self.pods) {
+                Gate::Wait(d) => Some(d),
+                Gate::Open => None,
+            },
         ];
         Ok(next
             .into_iter()
@@ -277,7 +279,7 @@ impl DaemonSetReconciler {
         }
         self.sync_nodes(key, ds, &manage.delete, &manage.create_on, hash)
             .await?;
-        if plan::is_rolling_update(ds) && self.expectations.satisfied(key, &self.pods) {
+        if plan::is_rolling_update(ds) && self.expectations.gate(key, &self.pods) == Gate::Open {
             let by_node = plan::pods_by_node(&self.owned_pods(ds));
             let rolling = plan::rolling_update(ds, nodes, &by_node, hash, now)?;
             self.sync_nodes(key, ds, &rolling.delete, &rolling.create_on, hash)
@@ -407,7 +409,7 @@ impl DaemonSetReconciler {
         let exp = self.expectations.clone();
         let shown = self
             .pods
-            .wait_until(CACHE_WAIT, |c| exp.satisfied(key, c))
+            .wait_until(CACHE_WAIT, |c| exp.gate(key, c) == Gate::Open)
             .await;
         if !shown {
             tracing::info!(%key, "pod cache lags this reconcile's writes");

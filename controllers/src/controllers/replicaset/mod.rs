@@ -3,7 +3,6 @@
 //! releasing pods that stopped matching, creating missing pods in slow-start batches, deleting
 //! surplus pods in Kubernetes' order — and reports the counts in the owner's status.
 
-mod expectations;
 mod kinds;
 mod pods;
 #[cfg(test)]
@@ -19,13 +18,13 @@ use rkube_client::KindRef;
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
+use crate::expectations::{Expectations, Gate};
 use crate::runtime::events::{NORMAL, WARNING};
 use crate::runtime::{
     Action, ApiExt, Change, Context, Controller, DeleteOptions, Informer, ObjectKey, Reconciler,
     WorkQueue,
 };
 use crate::util;
-use expectations::{Expectations, Gate};
 
 pub use kinds::{Failure, ReplicaStatus, Replicated, REPLICA_FAILURE};
 pub use pods::{compare_for_deletion, pods_to_delete};

@@ -1,5 +1,6 @@
-//! Kubernetes-style expectations: the pod creations and deletions a replica controller made and
-//! its pod cache has not shown yet. While some are outstanding the controller does not size the
+//! Kubernetes-style expectations, shared by the controllers that own pods (ReplicaSet,
+//! ReplicationController, DaemonSet): the pod creations and deletions a controller made and its
+//! pod cache has not shown yet. While some are outstanding the controller does not size the
 //! pod set again, so a lagging cache never makes it create or delete twice.
 
 use std::collections::HashMap;
