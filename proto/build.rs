@@ -4,6 +4,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/rkube/store/v1/store.proto",
         "proto/rkube/api/v1/api.proto",
+        "proto/rkube/api/v1/node_proxy.proto",
+        "proto/rkube/agent/v1/agent.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");

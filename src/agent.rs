@@ -35,10 +35,20 @@ pub struct AgentArgs {
         env = "RKUBE_AGENT_DATA_DIR"
     )]
     pub data_dir: PathBuf,
-    /// Container runtime: `process` (runs each container's command as a child process).
-    /// `docker` is not implemented yet.
+    /// Container runtime: `process` (runs each container's command as a child process) or
+    /// `docker` (Docker Engine containers from local images, one network namespace per pod).
     #[arg(long, default_value = "process", value_parser = parse_runtime)]
     pub runtime: RuntimeKind,
+    /// The Docker Engine's unix socket (docker runtime).
+    #[arg(long, default_value = "/var/run/docker.sock")]
+    pub docker_socket: PathBuf,
+    /// The Docker network pods get their addresses on (docker runtime; created if missing).
+    #[arg(long, default_value = "rkube")]
+    pub docker_network: String,
+    /// The local image whose `/rkube pause` holds each pod's network namespace (docker
+    /// runtime; never pulled: build it with deploy/build-image.sh).
+    #[arg(long, default_value = "rkube:dev")]
+    pub docker_sandbox_image: String,
     /// The second octet of this node's pod addresses 127.N.x.y (1-254; default: derived from
     /// the node name). Agents sharing one host need different values.
     #[arg(long)]
@@ -46,9 +56,27 @@ pub struct AgentArgs {
     /// The address the NodePort service proxy listens on.
     #[arg(long, default_value = "127.0.0.1")]
     pub proxy_address: String,
-    /// Do not run the NodePort service proxy.
+    /// Where the agent service (logs, exec, port forwarding and stats, for API servers only)
+    /// listens, HOST:PORT; port 0 picks a free port. The address is published on the Node.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub serve_address: String,
+    /// Do not run the service proxy (node ports and cluster IPs).
     #[arg(long)]
     pub no_proxy: bool,
+    /// The range cluster IPs are allocated from (the servers' --service-cidr). The agent makes
+    /// it local on this host (a `local` route on lo; needs root or CAP_NET_ADMIN) to serve
+    /// cluster IPs and the cluster DNS address.
+    #[arg(long, default_value = rkube_agent::service_cidr::DEFAULT_SERVICE_CIDR, value_parser = parse_cidr)]
+    pub service_cidr: rkube_agent::service_cidr::ServiceCidr,
+    /// Do not serve Services on their cluster IPs (node ports only) or touch routes.
+    #[arg(long)]
+    pub no_cluster_ip: bool,
+    /// Where the cluster DNS responder listens (UDP and TCP), IP:PORT.
+    #[arg(long, default_value = rkube_agent::dns::DEFAULT_ADDRESS)]
+    pub cluster_dns: std::net::SocketAddr,
+    /// Do not run the cluster DNS responder.
+    #[arg(long)]
+    pub no_cluster_dns: bool,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -56,6 +84,10 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
         .split_once('=')
         .ok_or_else(|| format!("label {s:?} is not KEY=VALUE"))?;
     Ok((k.to_string(), v.to_string()))
+}
+
+fn parse_cidr(s: &str) -> Result<rkube_agent::service_cidr::ServiceCidr, String> {
+    s.parse()
 }
 
 fn parse_runtime(s: &str) -> Result<RuntimeKind, String> {
@@ -82,12 +114,21 @@ pub async fn run(
     }
     options.max_pods = args.max_pods;
     options.runtime = args.runtime;
+    options.docker = rkube_agent::runtime::DockerOptions {
+        socket: args.docker_socket,
+        network: args.docker_network,
+        sandbox_image: args.docker_sandbox_image,
+    };
     if let Some(block) = args.pod_ip_block {
         options.pod_ip_block = block;
     }
     options.proxy_address = args.proxy_address;
+    options.serve_address = Some(args.serve_address);
     options.proxy = !args.no_proxy;
-    // Refuse bad flags (such as the docker runtime) before looking for a server.
+    options.service_cidr = args.service_cidr;
+    options.cluster_ip = !args.no_cluster_ip;
+    options.cluster_dns = (!args.no_cluster_dns).then_some(args.cluster_dns);
+    // Refuse bad flags before looking for a server.
     options.validate()?;
     let config = ClientConfig::locate(kubeconfig).context("cannot load the kubeconfig")?;
     let client = Client::new(config)?;

@@ -13,7 +13,7 @@ pub struct ControlPlaneArgs {
     /// Control loops to run, comma-separated: `*` for all, `-name` to disable one (e.g.
     /// `*,-scheduler`); an empty value runs none. Names: scheduler, replicaset,
     /// replicationcontroller, deployment, garbagecollector, namespace, endpoint, nodelifecycle,
-    /// podgc, daemonset, job, cronjob, statefulset, volume.
+    /// podgc, daemonset, job, cronjob, statefulset, volume, horizontalpodautoscaling.
     #[arg(long, default_value = "*", value_delimiter = ',')]
     pub controllers: Vec<String>,
     /// A node whose lease is not renewed for this long is marked NotReady/Unknown and tainted
@@ -27,6 +27,24 @@ pub struct ControlPlaneArgs {
     /// Terminated pods kept before the oldest are garbage-collected.
     #[arg(long, default_value = "12500")]
     pub terminated_pod_gc_threshold: usize,
+    /// FOR TESTS ONLY: the clock of the cronjob and horizontalpodautoscaling controllers runs
+    /// this many times faster than real time from the moment the server starts, so schedules
+    /// and stabilization windows of minutes pass in seconds.
+    #[arg(long, default_value = "1", hide = true, value_parser = parse_clock_rate)]
+    pub clock_rate: f64,
+    /// The directory under which the volume controller's local provisioner creates hostPath
+    /// volumes (for claims of the `local` storage class).
+    #[arg(long, default_value = rkube_controllers::DEFAULT_VOLUME_ROOT)]
+    pub volume_root: String,
+}
+
+fn parse_clock_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!(
+            "invalid clock rate {s:?}: expected a positive number such as 60"
+        )),
+    }
 }
 
 impl Default for ControlPlaneArgs {
@@ -36,6 +54,8 @@ impl Default for ControlPlaneArgs {
             node_monitor_grace_period: Duration::from_secs(40),
             default_toleration_seconds: 300,
             terminated_pod_gc_threshold: 12500,
+            clock_rate: 1.0,
+            volume_root: rkube_controllers::DEFAULT_VOLUME_ROOT.into(),
         }
     }
 }
@@ -105,6 +125,9 @@ pub async fn run(
         node_monitor_grace_period: args.node_monitor_grace_period,
         default_toleration_seconds: args.default_toleration_seconds,
         terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
+        clock_rate: args.clock_rate,
+        volume_root: args.volume_root.clone(),
+        metrics: None,
     };
     let mut manager = rkube_controllers::build_manager(client, format!("server-{member_id}"), opts);
     if args.enabled(rkube_scheduler::NAME) {

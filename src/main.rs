@@ -33,9 +33,13 @@ enum Command {
     /// Run a node agent: register this machine as a Node and run the pods bound to it.
     Agent(rkube::agent::AgentArgs),
     /// Run the demo HTTP app (like the book's kubia): answers with its hostname, serves /healthz
-    /// and /ready, and can be told to fail.
+    /// and /ready, and can be told to fail or to burn CPU.
     #[command(name = "demo-app")]
     DemoApp(rkube::demo::DemoArgs),
+    /// Sleep until SIGTERM or SIGINT: the docker runtime's pod sandbox, which holds a pod's
+    /// network namespace for its containers.
+    #[command(hide = true)]
+    Pause,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completion { shell: clap_complete::Shell },
     #[command(flatten)]
@@ -54,6 +58,10 @@ async fn main() -> std::process::ExitCode {
             logging::init(cli.log_format);
             rkube::agent::run(args, cli.global.kubeconfig.as_deref(), shutdown_signal()).await
         }
+        Command::Pause => {
+            shutdown_signal().await;
+            Ok(())
+        }
         Command::DemoApp(args) => {
             logging::init(cli.log_format);
             rkube::demo::run(args, shutdown_signal()).await
@@ -69,6 +77,16 @@ async fn main() -> std::process::ExitCode {
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // `rkube exec`: the remote command's exit code is ours.
+        Err(e)
+            if e.downcast_ref::<rkube_cli::cmd::exec::RemoteExit>()
+                .is_some() =>
+        {
+            let code = e
+                .downcast_ref::<rkube_cli::cmd::exec::RemoteExit>()
+                .map_or(1, |c| c.0);
+            std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
         Err(e) => {
             let msg = format!("{e:#}");
             // kubectl's habit: server errors start with "Error from server", others with "error:".

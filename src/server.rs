@@ -38,6 +38,19 @@ pub struct ServerArgs {
     /// When joining, stay a non-voting learner until promoted (`rkube cluster promote ID`).
     #[arg(long, requires = "join")]
     pub learner: bool,
+    /// Start a NEW cluster from this backup (`rkube cluster snapshot save FILE`) instead of an
+    /// empty state; the data directory must be new. The other servers then join this one.
+    /// Revisions jump past the old cluster's, which are marked compacted, so every client and
+    /// agent relists instead of trusting what it cached from the old cluster.
+    #[arg(long, value_name = "FILE", conflicts_with = "join")]
+    pub restore_from: Option<PathBuf>,
+    /// With --restore-from: keep the CA of the old cluster, from one of its servers' `tls/`
+    /// directory (default: a new CA, so clients need the new admin kubeconfig).
+    #[arg(long, value_name = "DIR", requires = "restore_from")]
+    pub restore_ca_dir: Option<PathBuf>,
+    /// With --restore-from: how far revisions jump.
+    #[arg(long, default_value_t = rkube_store::restore::DEFAULT_REVISION_BUMP, requires = "restore_from")]
+    pub restore_revision_bump: i64,
     /// Extra DNS names or IPs for this server's certificate (repeatable).
     #[arg(long = "tls-san")]
     pub tls_san: Vec<String>,
@@ -52,6 +65,12 @@ pub struct ServerArgs {
     pub compaction_interval: Duration,
     #[command(flatten)]
     pub control_plane: crate::control_plane::ControlPlaneArgs,
+    /// Testing only (the chaos suite): a file listing the peer node ids (separated by spaces,
+    /// commas or newlines) this server's Raft transport refuses to send to, re-read every
+    /// 100 ms; a missing or empty file blocks nothing. Partitions and one-way drops are made by
+    /// writing these files.
+    #[arg(long, hide = true)]
+    pub peer_fault_file: Option<PathBuf>,
 }
 
 fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
@@ -77,6 +96,14 @@ impl ServerArgs {
         o.token = self.token.clone();
         o.extra_sans = self.tls_san.clone();
         o.learner = self.learner;
+        o.restore = self
+            .restore_from
+            .clone()
+            .map(|backup| rkube_store::RestoreOptions {
+                backup,
+                ca_dir: self.restore_ca_dir.clone(),
+                revision_bump: self.restore_revision_bump,
+            });
         if let Some(api) = &self.advertise_api {
             o.extra_sans.push(api.clone());
         }
@@ -157,6 +184,10 @@ pub async fn run(
         id.advertise_addr,
         args.data_dir.join("join-token").display()
     );
+    let fault_watcher = args
+        .peer_fault_file
+        .clone()
+        .map(|path| tokio::spawn(watch_peer_faults(path, server.store.pool().faults.clone())));
     let mut metrics = server.store.raft().metrics();
     let outcome = tokio::select! {
         _ = shutdown => {
@@ -179,7 +210,45 @@ pub async fn run(
         Err(e) => tracing::error!(error = %e, "the control loops task failed"),
         Ok(Ok(())) => {}
     }
+    if let Some(w) = fault_watcher {
+        w.abort();
+    }
     let _ = stop_api.send(());
     server.shutdown().await;
     outcome
+}
+
+/// Keep `faults` equal to the peer ids listed in `path` (see `--peer-fault-file`).
+async fn watch_peer_faults(path: PathBuf, faults: std::sync::Arc<rkube_store::network::Faults>) {
+    tracing::warn!(file = %path.display(), "peer fault injection enabled (testing only)");
+    let mut interval = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        interval.tick().await;
+        let text = match tokio::fs::read_to_string(&path).await {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "cannot read the peer fault file");
+                continue;
+            }
+        };
+        let mut blocked = std::collections::HashSet::new();
+        for word in text.split(|c: char| c.is_whitespace() || c == ',') {
+            if word.is_empty() {
+                continue;
+            }
+            match word.parse::<u64>() {
+                Ok(id) => {
+                    blocked.insert(id);
+                }
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), word, error = %e, "not a peer id in the peer fault file");
+                }
+            }
+        }
+        if blocked != faults.blocked() {
+            tracing::info!(blocked = ?blocked, "peer links blocked (fault injection)");
+            faults.set_blocked(blocked);
+        }
+    }
 }

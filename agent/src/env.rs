@@ -1,12 +1,22 @@
-//! A container's environment and command line, with Kubernetes' semantics: `env` entries in
-//! order, each `value` expanded with `$(VAR)` references to the variables defined before it,
-//! `valueFrom.fieldRef` read from the pod, and `command` + `args` expanded with the whole
-//! environment. Sources this slice does not read (ConfigMaps, Secrets, resource fields,
-//! `envFrom`) are reported as configuration errors that name what is missing, never skipped.
+//! A container's environment and command line, with Kubernetes' semantics: `envFrom` sources
+//! first (ConfigMaps and Secrets, each key under the source's `prefix`, keys that are not valid
+//! variable names skipped with a warning), then the `env` entries in order, each `value`
+//! expanded with `$(VAR)` references to the variables defined before it and each `valueFrom`
+//! read from the pod (`fieldRef`), its resources (`resourceFieldRef`, [`resources`]) or a
+//! ConfigMap/Secret key; then `command` + `args` expanded with the whole environment. A missing
+//! ConfigMap, Secret or key that is not `optional` is a [`ConfigError`] in the kubelet's words
+//! (`configmap "x" not found`, `couldn't find key k in ConfigMap default/x`).
+//!
+//! Resolution is pure: the worker fetches the objects a container refers to ([`referenced`])
+//! into [`Sources`] first.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::{Container, EnvVar};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, EnvVar, Secret};
+
+pub mod resources;
+
+pub use resources::NodeAllocatable;
 
 /// What a container's environment may refer to about its pod.
 #[derive(Debug, Clone, Default)]
@@ -20,6 +30,43 @@ pub struct PodFields {
     pub host_ip: String,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
+    /// For `resourceFieldRef` limits the container does not set.
+    pub allocatable: NodeAllocatable,
+}
+
+/// The ConfigMaps and Secrets of the pod's namespace a container refers to, as fetched:
+/// `None` when the object does not exist.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    pub config_maps: BTreeMap<String, Option<ConfigMap>>,
+    pub secrets: BTreeMap<String, Option<Secret>>,
+}
+
+/// The names of the ConfigMaps and Secrets `container`'s environment refers to.
+pub fn referenced(container: &Container) -> (BTreeSet<String>, BTreeSet<String>) {
+    let (mut config_maps, mut secrets) = (BTreeSet::new(), BTreeSet::new());
+    for from in container.env_from.iter().flatten() {
+        if let Some(r) = &from.config_map_ref {
+            config_maps.insert(r.name.clone());
+        }
+        if let Some(r) = &from.secret_ref {
+            secrets.insert(r.name.clone());
+        }
+    }
+    for from in container
+        .env
+        .iter()
+        .flatten()
+        .filter_map(|v| v.value_from.as_ref())
+    {
+        if let Some(r) = &from.config_map_key_ref {
+            config_maps.insert(r.name.clone());
+        }
+        if let Some(r) = &from.secret_key_ref {
+            secrets.insert(r.name.clone());
+        }
+    }
+    (config_maps, secrets)
 }
 
 /// Why a container's environment or command line could not be built. The message is what the
@@ -30,33 +77,128 @@ pub struct ConfigError(pub String);
 
 /// The container has no `command`; the process runtime has no image entrypoint to fall back on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("container {0:?} has no command: the process runtime runs `command` + `args` and has no image entrypoint to fall back on; set `command`")]
+#[error(
+    "container {0:?} has no command: the process runtime runs `command` + `args` and has no image entrypoint to fall back on; set `command`"
+)]
 pub struct NoCommand(pub String);
 
+/// A ConfigMap's string data, or why it cannot be read (`None` when optional and missing).
+fn config_map_data<'a>(
+    sources: &'a Sources,
+    name: &str,
+    optional: bool,
+) -> Result<Option<&'a BTreeMap<String, String>>, ConfigError> {
+    static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+    match sources.config_maps.get(name) {
+        Some(Some(cm)) => Ok(Some(cm.data.as_ref().unwrap_or(&EMPTY))),
+        Some(None) if optional => Ok(None),
+        Some(None) => Err(ConfigError(format!("configmap {name:?} not found"))),
+        None => Err(ConfigError(format!("configmap {name:?} was not fetched"))),
+    }
+}
+
+/// A Secret's data as strings (`stringData` folded in, should the server not have), or why it
+/// cannot be read (`None` when optional and missing).
+pub fn secret_data(
+    sources: &Sources,
+    name: &str,
+    optional: bool,
+) -> Result<Option<BTreeMap<String, Vec<u8>>>, ConfigError> {
+    match sources.secrets.get(name) {
+        Some(Some(secret)) => Ok(Some(secret_bytes(secret))),
+        Some(None) if optional => Ok(None),
+        Some(None) => Err(ConfigError(format!("secret {name:?} not found"))),
+        None => Err(ConfigError(format!("secret {name:?} was not fetched"))),
+    }
+}
+
+/// A Secret's `data` with `stringData` folded in.
+pub fn secret_bytes(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
+    let mut data: BTreeMap<String, Vec<u8>> = secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.0.clone()))
+        .collect();
+    for (k, v) in secret.string_data.iter().flatten() {
+        data.insert(k.clone(), v.clone().into_bytes());
+    }
+    data
+}
+
+/// Kubernetes' rule for environment variable names (`[-._a-zA-Z][-._a-zA-Z0-9]*`).
+pub fn is_env_var_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, '-' | '.' | '_'))
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+}
+
 /// The environment of `container`: `base` first (variables the agent provides, such as `PATH` and
-/// `POD_IP`), then the container's `env` in order, later entries overriding earlier ones.
+/// `POD_IP`), then its `envFrom` sources and its `env` in order, later entries overriding
+/// earlier ones.
 pub fn container_env(
     container: &Container,
     pod: &PodFields,
     base: &[(String, String)],
+    sources: &Sources,
 ) -> Result<Vec<(String, String)>, ConfigError> {
-    if container.env_from.as_ref().is_some_and(|e| !e.is_empty()) {
-        return Err(ConfigError(format!(
-            "container {:?}: envFrom is not supported by this agent yet; use env with value or fieldRef",
-            container.name
-        )));
-    }
     let mut env: Vec<(String, String)> = base.to_vec();
+    let set = |env: &mut Vec<(String, String)>, name: &str, value: String| match env
+        .iter_mut()
+        .find(|(k, _)| k == name)
+    {
+        Some(slot) => slot.1 = value,
+        None => env.push((name.to_string(), value)),
+    };
+    for from in container.env_from.iter().flatten() {
+        let prefix = from.prefix.as_deref().unwrap_or("");
+        let (what, name, data): (&str, &str, BTreeMap<String, String>) =
+            if let Some(r) = &from.config_map_ref {
+                let data = config_map_data(sources, &r.name, r.optional == Some(true))?;
+                ("configMap", &r.name, data.cloned().unwrap_or_default())
+            } else if let Some(r) = &from.secret_ref {
+                let data = secret_data(sources, &r.name, r.optional == Some(true))?;
+                let data = data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+                    .collect();
+                ("secret", &r.name, data)
+            } else {
+                return Err(ConfigError(format!(
+                    "container {:?}: envFrom entry names neither configMapRef nor secretRef",
+                    container.name
+                )));
+            };
+        let mut invalid = Vec::new();
+        for (key, value) in data {
+            let key = format!("{prefix}{key}");
+            if is_env_var_name(&key) {
+                set(&mut env, &key, value);
+            } else {
+                invalid.push(key);
+            }
+        }
+        if !invalid.is_empty() {
+            tracing::warn!(
+                pod = %pod.name, namespace = %pod.namespace, container = %container.name,
+                "Keys [{}] from the EnvFrom {what} {}/{name} were skipped since they are \
+                 considered invalid environment variable names.",
+                invalid.join(", "), pod.namespace
+            );
+        }
+    }
     for var in container.env.iter().flatten() {
-        let value = env_value(var, pod, &env).map_err(|e| {
+        let value = env_value(var, container, pod, &env, sources).map_err(|e| {
             ConfigError(format!(
                 "container {:?}: env {:?}: {}",
                 container.name, var.name, e.0
             ))
         })?;
-        match env.iter_mut().find(|(k, _)| *k == var.name) {
-            Some(slot) => slot.1 = value,
-            None => env.push((var.name.clone(), value)),
+        if let Some(value) = value {
+            set(&mut env, &var.name, value);
         }
     }
     Ok(env)
@@ -84,11 +226,32 @@ pub fn command_line(
         .collect())
 }
 
+/// The `args` of `container` alone, expanded with `env`: what a container engine runs with the
+/// image's entrypoint when the container has no `command`.
+pub fn args_line(container: &Container, env: &[(String, String)]) -> Vec<String> {
+    let lookup = |name: &str| {
+        env.iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    container
+        .args
+        .iter()
+        .flatten()
+        .map(|s| expand(s, lookup))
+        .collect()
+}
+
+/// One `env` entry's value; `None` when it refers to an optional source that is missing (the
+/// variable is then not set, as the kubelet does).
 fn env_value(
     var: &EnvVar,
+    container: &Container,
     pod: &PodFields,
     defined: &[(String, String)],
-) -> Result<String, ConfigError> {
+    sources: &Sources,
+) -> Result<Option<String>, ConfigError> {
     let Some(from) = &var.value_from else {
         let lookup = |name: &str| {
             defined
@@ -97,27 +260,47 @@ fn env_value(
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.as_str())
         };
-        return Ok(expand(var.value.as_deref().unwrap_or(""), lookup));
+        return Ok(Some(expand(var.value.as_deref().unwrap_or(""), lookup)));
     };
     if let Some(field) = &from.field_ref {
-        return field_value(&field.field_path, pod);
+        return field_value(&field.field_path, pod).map(Some);
     }
-    let unsupported = if from.config_map_key_ref.is_some() {
-        "configMapKeyRef"
-    } else if from.secret_key_ref.is_some() {
-        "secretKeyRef"
-    } else if from.resource_field_ref.is_some() {
-        "resourceFieldRef"
-    } else {
-        return Err(ConfigError("valueFrom names no source".into()));
-    };
-    Err(ConfigError(format!(
-        "valueFrom.{unsupported} is not supported by this agent yet; supported: value and fieldRef"
-    )))
+    if let Some(selector) = &from.resource_field_ref {
+        return resources::resource_value(selector, container, &pod.allocatable).map(Some);
+    }
+    if let Some(r) = &from.config_map_key_ref {
+        let optional = r.optional == Some(true);
+        let Some(data) = config_map_data(sources, &r.name, optional)? else {
+            return Ok(None);
+        };
+        return match data.get(&r.key) {
+            Some(v) => Ok(Some(v.clone())),
+            None if optional => Ok(None),
+            None => Err(ConfigError(format!(
+                "couldn't find key {} in ConfigMap {}/{}",
+                r.key, pod.namespace, r.name
+            ))),
+        };
+    }
+    if let Some(r) = &from.secret_key_ref {
+        let optional = r.optional == Some(true);
+        let Some(data) = secret_data(sources, &r.name, optional)? else {
+            return Ok(None);
+        };
+        return match data.get(&r.key) {
+            Some(v) => Ok(Some(String::from_utf8_lossy(v).into_owned())),
+            None if optional => Ok(None),
+            None => Err(ConfigError(format!(
+                "couldn't find key {} in Secret {}/{}",
+                r.key, pod.namespace, r.name
+            ))),
+        };
+    }
+    Err(ConfigError("valueFrom names no source".into()))
 }
 
 /// The value of a downward-API field path.
-fn field_value(path: &str, pod: &PodFields) -> Result<String, ConfigError> {
+pub fn field_value(path: &str, pod: &PodFields) -> Result<String, ConfigError> {
     let keyed = |prefix: &str, map: &BTreeMap<String, String>| {
         path.strip_prefix(prefix)
             .and_then(|rest| rest.strip_suffix("']"))
@@ -143,7 +326,7 @@ fn field_value(path: &str, pod: &PodFields) -> Result<String, ConfigError> {
                  metadata.namespace, metadata.uid, metadata.labels['KEY'], \
                  metadata.annotations['KEY'], spec.nodeName, spec.serviceAccountName, \
                  status.podIP, status.podIPs, status.hostIP, status.hostIPs"
-            )))
+            )));
         }
     })
 }
@@ -188,169 +371,4 @@ pub fn expand<'a>(input: &str, lookup: impl Fn(&str) -> Option<&'a str>) -> Stri
 }
 
 #[cfg(test)]
-mod tests {
-    use k8s_openapi::api::core::v1::{EnvVarSource, ObjectFieldSelector, SecretKeySelector};
-
-    use super::*;
-
-    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    fn lookup_in<'a>(env: &'a [(String, String)]) -> impl Fn(&str) -> Option<&'a str> {
-        move |name| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-    }
-
-    #[test]
-    fn expansion_follows_kubernetes() {
-        let env = vars(&[("A", "one"), ("B", "two")]);
-        let cases = [
-            ("$(A)", "one"),
-            ("x$(A)y$(B)z", "xoneytwoz"),
-            ("$(MISSING)", "$(MISSING)"),
-            ("$$(A)", "$(A)"),
-            ("$$$(A)", "$one"),
-            ("$A", "$A"),
-            ("cost: 5$", "cost: 5$"),
-            ("$(A", "$(A"),
-            ("$()", "$()"),
-            ("plain", "plain"),
-        ];
-        for (input, want) in cases {
-            assert_eq!(expand(input, lookup_in(&env)), want, "expanding {input:?}");
-        }
-    }
-
-    fn var(name: &str, value: &str) -> EnvVar {
-        EnvVar {
-            name: name.into(),
-            value: Some(value.into()),
-            value_from: None,
-        }
-    }
-
-    fn field(name: &str, path: &str) -> EnvVar {
-        EnvVar {
-            name: name.into(),
-            value: None,
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: path.into(),
-                    api_version: None,
-                }),
-                ..Default::default()
-            }),
-        }
-    }
-
-    fn pod() -> PodFields {
-        PodFields {
-            name: "web-1".into(),
-            namespace: "prod".into(),
-            uid: "u-1".into(),
-            node_name: "n1".into(),
-            pod_ip: "127.1.0.2".into(),
-            labels: [("app".to_string(), "web".to_string())].into(),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn env_in_order_with_references_and_field_refs() {
-        let c = Container {
-            name: "main".into(),
-            env: Some(vec![
-                field("NAME", "metadata.name"),
-                field("NS", "metadata.namespace"),
-                field("UID", "metadata.uid"),
-                field("NODE", "spec.nodeName"),
-                field("IP", "status.podIP"),
-                field("APP", "metadata.labels['app']"),
-                var("URL", "http://$(IP):8080/$(NAME)/$(LATER)"),
-                var("LATER", "x"),
-                var("PORT", "1"),
-                var("PORT", "2"),
-            ]),
-            command: Some(vec!["echo".into(), "$(URL)".into()]),
-            args: Some(vec![
-                "$(LATER)".into(),
-                "$(POD_IP)".into(),
-                "$$(PORT)".into(),
-            ]),
-            ..Default::default()
-        };
-        let base = vars(&[("POD_IP", "127.1.0.2")]);
-        let env = container_env(&c, &pod(), &base).unwrap();
-        let want = vars(&[
-            ("POD_IP", "127.1.0.2"),
-            ("NAME", "web-1"),
-            ("NS", "prod"),
-            ("UID", "u-1"),
-            ("NODE", "n1"),
-            ("IP", "127.1.0.2"),
-            ("APP", "web"),
-            ("URL", "http://127.1.0.2:8080/web-1/$(LATER)"),
-            ("LATER", "x"),
-            ("PORT", "2"),
-        ]);
-        assert_eq!(env, want);
-        assert_eq!(
-            command_line(&c, &env).unwrap(),
-            [
-                "echo",
-                "http://127.1.0.2:8080/web-1/$(LATER)",
-                "x",
-                "127.1.0.2",
-                "$(PORT)"
-            ]
-        );
-    }
-
-    #[test]
-    fn unsupported_sources_are_errors_that_say_so() {
-        let c = Container {
-            name: "main".into(),
-            env: Some(vec![EnvVar {
-                name: "PASSWORD".into(),
-                value: None,
-                value_from: Some(EnvVarSource {
-                    secret_key_ref: Some(SecretKeySelector {
-                        name: "db".into(),
-                        key: "password".into(),
-                        optional: None,
-                    }),
-                    ..Default::default()
-                }),
-            }]),
-            ..Default::default()
-        };
-        let err = container_env(&c, &pod(), &[]).unwrap_err();
-        assert_eq!(
-            err.0,
-            "container \"main\": env \"PASSWORD\": valueFrom.secretKeyRef is not supported by \
-             this agent yet; supported: value and fieldRef"
-        );
-        let c = Container {
-            name: "main".into(),
-            env: Some(vec![field("X", "status.phase")]),
-            ..Default::default()
-        };
-        let err = container_env(&c, &pod(), &[]).unwrap_err();
-        assert!(err.0.contains("\"status.phase\" is not supported"), "{err}");
-    }
-
-    #[test]
-    fn no_command_is_its_own_error() {
-        let c = Container {
-            name: "web".into(),
-            args: Some(vec!["--port=80".into()]),
-            ..Default::default()
-        };
-        let err = command_line(&c, &[]).unwrap_err();
-        assert_eq!(err, NoCommand("web".into()));
-        assert!(err.to_string().contains("set `command`"));
-    }
-}
+mod tests;

@@ -14,6 +14,10 @@ pub enum Error {
     /// A container could not be started or stopped.
     #[error("container runtime: {0}")]
     Runtime(String),
+    /// A container's image is not on this node, and images are never pulled: the container
+    /// waits with reason `ErrImageNeverPull` (retried with back-off, in case it gets built).
+    #[error("{0}")]
+    ImageNotPresent(String),
     /// A file under the data directory could not be written or read.
     #[error("{path}: {source}")]
     Io {

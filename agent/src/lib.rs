@@ -4,12 +4,25 @@
 //! servers and resumes watches); when no server answers, pods keep running and status catches
 //! up once one does.
 //!
-//! This slice runs containers on the `process` runtime with `command`/`args`, `env` (`value`
-//! and `fieldRef`), `workingDir`, init containers, restart policies with crash-loop back-off,
+//! This slice runs containers on the `process` runtime (or the `docker` runtime,
+//! [`runtime::docker`]) with `command`/`args`, `env` and `envFrom` (values, fields, resources,
+//! ConfigMap and Secret keys, [`env`]), volumes (emptyDir, hostPath, configMap, secret,
+//! downwardAPI, claims of hostPath volumes, [`volumes`]), `workingDir`, init containers, restart policies with crash-loop back-off,
 //! graceful termination, and liveness, readiness and startup probes (httpGet, tcpSocket,
-//! exec), and a NodePort service proxy ([`proxy`]). Volumes, ConfigMap/Secret env, logs/exec
-//! serving, metrics, ClusterIP service proxying and the docker runtime are later slices; pods
-//! using them get a clear waiting reason or condition message instead of being silently mis-run.
+//! exec), a service proxy for node ports and cluster IPs ([`proxy`]), Kubernetes' service
+//! environment variables ([`service_env`]), a cluster DNS responder ([`dns`]), and logs, exec,
+//! port forwarding and resource stats for the API servers ([`serve`]). What is not supported
+//! gets a clear waiting reason or condition message instead of being silently mis-run.
+//! On the docker runtime the pod IP is the pod sandbox's address on the Docker network.
+//!
+//! # How pods reach Services
+//! A pod connects to a Service's `clusterIP:port`: the agent makes the whole service range
+//! ([`AgentOptions::service_cidr`]) local on the host and the proxy listens on every cluster
+//! IP and port ([`proxy`]). The address comes from the Kubernetes variables every container
+//! gets (`{SVC}_SERVICE_HOST`, `{SVC}_SERVICE_PORT`, ... [`service_env`]) or from the cluster
+//! DNS responder at [`AgentOptions::cluster_dns`] ([`dns`]), which also resolves headless
+//! Services to their pods' addresses and ExternalName Services to a CNAME. Node ports are
+//! served on [`AgentOptions::proxy_address`].
 //!
 //! # Pod addresses on the process runtime
 //! Containers share the host's network, so each pod gets its own loopback address
@@ -26,6 +39,7 @@ use std::time::Duration;
 use rkube_client::Client;
 
 pub mod backoff;
+pub mod dns;
 pub mod env;
 pub mod error;
 mod events;
@@ -35,7 +49,12 @@ pub mod probe;
 pub mod proxy;
 mod report;
 pub mod runtime;
+pub mod serve;
+pub mod service_cidr;
+pub mod service_env;
+pub mod services;
 pub mod status;
+pub mod volumes;
 mod worker;
 
 pub use backoff::BackoffPolicy;
@@ -46,7 +65,7 @@ pub use error::{Error, Result};
 pub enum RuntimeKind {
     /// Each container is a child process of the agent.
     Process,
-    /// Docker Engine: not implemented in this slice; [`run`] refuses it.
+    /// Docker Engine containers, one network namespace per pod ([`runtime::docker`]).
     Docker,
 }
 
@@ -98,6 +117,21 @@ pub struct AgentOptions {
     pub proxy: bool,
     /// The address the proxy's node ports listen on (default `127.0.0.1`).
     pub proxy_address: String,
+    /// Serve Services on their cluster IPs (with [`AgentOptions::proxy`]): make
+    /// [`AgentOptions::service_cidr`] local on the host and listen on `clusterIP:port`.
+    pub cluster_ip: bool,
+    /// The range cluster IPs are allocated from (the API server's `--service-cidr`).
+    pub service_cidr: service_cidr::ServiceCidr,
+    /// Where the cluster DNS responder ([`dns`]) listens, UDP and TCP; `None`: no DNS.
+    pub cluster_dns: Option<std::net::SocketAddr>,
+    /// The engine socket, pod network and sandbox image of the docker runtime.
+    pub docker: runtime::DockerOptions,
+    /// Where the agent service ([`serve`]: logs, exec, port forwarding, stats for the API
+    /// servers) listens; port 0 picks a free port. The address it got is published on the
+    /// Node. `None`: not served.
+    pub serve_address: Option<String>,
+    /// The agent service as published on the Node (set by [`run`] once it is bound).
+    pub(crate) endpoint: Option<serve::Endpoint>,
 }
 
 impl AgentOptions {
@@ -121,6 +155,14 @@ impl AgentOptions {
             backoff: BackoffPolicy::default(),
             proxy: true,
             proxy_address: "127.0.0.1".into(),
+            cluster_ip: true,
+            service_cidr: service_cidr::DEFAULT_SERVICE_CIDR
+                .parse()
+                .expect("the default service CIDR is valid"),
+            cluster_dns: Some(dns::DEFAULT_ADDRESS.parse().expect("a socket address")),
+            docker: runtime::DockerOptions::default(),
+            serve_address: Some("127.0.0.1:0".into()),
+            endpoint: None,
         }
     }
 
@@ -141,9 +183,9 @@ impl AgentOptions {
                 self.proxy_address
             )));
         }
-        if self.runtime == RuntimeKind::Docker {
+        if self.runtime == RuntimeKind::Docker && self.docker.network.is_empty() {
             return Err(Error::Config(
-                "the docker runtime is not implemented yet; use --runtime process".into(),
+                "the docker runtime needs a network name (--docker-network)".into(),
             ));
         }
         Ok(())
@@ -151,36 +193,128 @@ impl AgentOptions {
 }
 
 /// Run the agent until `shutdown` resolves: register the Node, heartbeat, run the pods bound to
-/// it and (unless [`AgentOptions::proxy`] is off) proxy NodePort services. On shutdown the
+/// it and (unless [`AgentOptions::proxy`] is off) proxy Services on node ports and cluster
+/// IPs, and answer cluster DNS ([`AgentOptions::cluster_dns`]). On shutdown the
 /// process runtime's containers are stopped (they are the agent's children) and the node ports
 /// closed; the pods stay bound, and a restarted agent starts their containers again.
 pub async fn run(
     client: Client,
-    options: AgentOptions,
+    mut options: AgentOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
     options.validate()?;
+    let listener = match &options.serve_address {
+        Some(address) => {
+            let l = serve::bind(address, &options.host_ip, &options.node_name).await?;
+            options.endpoint = Some(l.endpoint.clone());
+            Some(l)
+        }
+        None => None,
+    };
     let pods_dir = options.data_dir.join("pods");
     std::fs::create_dir_all(&pods_dir).map_err(|e| Error::io(&pods_dir, e))?;
     let options = Arc::new(options);
     register_with_retry(&client, &options).await?;
     let heartbeat = tokio::spawn(node::heartbeat(client.clone(), options.clone()));
-    let proxy = match options.proxy_address.parse() {
-        Ok(address) if options.proxy => Some(tokio::spawn(proxy::run(client.clone(), address))),
-        _ => None,
+    let (mut services, service_watch) = services::start(client.clone());
+    let service_tasks = start_service_traffic(&client, &options, &services).await;
+    let runtime: Arc<dyn runtime::Runtime> = match options.runtime {
+        RuntimeKind::Process => Arc::new(runtime::ProcessRuntime::new()),
+        RuntimeKind::Docker => Arc::new(
+            runtime::DockerRuntime::connect(&options.node_name, options.docker.clone()).await?,
+        ),
     };
+    // Containers get the Services of their namespace as variables: list them first.
+    if !services::wait_synced(&mut services, SERVICE_SYNC_WAIT).await {
+        tracing::warn!("services not listed yet; containers started now wait for them");
+    }
+    let node_pods = Arc::new(serve::NodePods::default());
+    let agent_service = listener.map(|listener| {
+        let shared = serve::Shared {
+            node_name: options.node_name.clone(),
+            pods: node_pods.clone(),
+            runtime: runtime.clone(),
+        };
+        let ca_pem = client.ca_pem().to_string();
+        tokio::spawn(async move {
+            if let Err(e) = serve::serve(listener, ca_pem, shared).await {
+                tracing::error!(error = %e, "the agent service stopped: no logs, exec, port forwarding or stats from this node");
+            }
+        })
+    });
     let ctx = Arc::new(worker::Context {
         client,
-        runtime: Arc::new(runtime::ProcessRuntime::new()),
+        node_pods,
+        runtime,
         ips: IpPool::new(options.pod_ip_block),
         options,
+        services,
     });
     pods::run(ctx, shutdown).await;
     heartbeat.abort();
-    if let Some(proxy) = proxy {
-        proxy.abort();
+    if let Some(task) = agent_service {
+        task.abort();
     }
+    service_tasks.iter().for_each(|t| t.abort());
+    drop(service_watch);
     Ok(())
+}
+
+/// How long the agent waits for its first list of Services before running pods.
+const SERVICE_SYNC_WAIT: Duration = Duration::from_secs(10);
+
+/// Start the service proxy and the cluster DNS responder as `options` ask, after making the
+/// service range local (see [`service_cidr`]). When that fails, node ports still work and
+/// cluster IPs are reported unavailable on this node (log and Node Event).
+async fn start_service_traffic(
+    client: &Client,
+    options: &AgentOptions,
+    view: &services::ServiceView,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    let cidr = options.service_cidr;
+    let range_local = if options.cluster_ip {
+        match service_cidr::make_local(cidr).await {
+            Ok(()) => {
+                tracing::info!(%cidr, "service range is local on this host");
+                true
+            }
+            Err(e) => {
+                let message = format!(
+                    "cluster IPs are unavailable on node {}: {e}; node ports still work",
+                    options.node_name
+                );
+                tracing::warn!("{message}");
+                service_cidr::report_unavailable(client, &options.node_name, message);
+                false
+            }
+        }
+    } else {
+        false
+    };
+    if options.proxy {
+        let node_port_address = options
+            .proxy_address
+            .parse()
+            .expect("validated proxy address");
+        tasks.push(tokio::spawn(proxy::run(
+            view.clone(),
+            proxy::ProxyOptions {
+                node_port_address,
+                cluster_ip: range_local,
+            },
+        )));
+    }
+    if let Some(addr) = options.cluster_dns {
+        if cidr.contains(addr.ip()) && !range_local {
+            tracing::warn!(%addr, "cluster DNS is unavailable on this node: its address is in the service range, which is not local here");
+        } else {
+            let domain = hickory_proto::rr::Name::from_ascii(format!("{}.", dns::DEFAULT_DOMAIN))
+                .expect("the cluster domain is a domain name");
+            tasks.push(tokio::spawn(dns::run(addr, view.clone(), domain)));
+        }
+    }
+    tasks
 }
 
 /// Register, retrying while no server answers (the agent may start before the control plane).
@@ -266,13 +400,15 @@ mod tests {
     }
 
     #[test]
-    fn docker_is_refused_clearly() {
+    fn docker_needs_a_network_and_unknown_runtimes_are_refused() {
         let mut options = AgentOptions::new("n1", "/tmp/x".into());
         options.runtime = "docker".parse().unwrap();
+        assert!(options.validate().is_ok());
+        options.docker.network.clear();
         let err = options.validate().unwrap_err().to_string();
         assert_eq!(
             err,
-            "invalid agent configuration: the docker runtime is not implemented yet; use --runtime process"
+            "invalid agent configuration: the docker runtime needs a network name (--docker-network)"
         );
         assert!("podman".parse::<RuntimeKind>().is_err());
     }

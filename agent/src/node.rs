@@ -6,7 +6,10 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeCondition, NodeStatus, NodeSystemInfo};
+use k8s_openapi::api::core::v1::{
+    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeStatus,
+    NodeSystemInfo,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
 use rkube_client::{Client, Error as ApiError};
@@ -39,12 +42,29 @@ pub fn node_object(options: &AgentOptions, previous: Option<&NodeStatus>, now: &
         metadata: ObjectMeta {
             name: Some(options.node_name.clone()),
             labels: Some(labels),
+            annotations: options.endpoint.as_ref().map(|e| {
+                BTreeMap::from([
+                    (
+                        crate::serve::ADDRESS_ANNOTATION.to_string(),
+                        e.address.clone(),
+                    ),
+                    (
+                        crate::serve::CERT_ANNOTATION.to_string(),
+                        e.cert_sha256.clone(),
+                    ),
+                ])
+            }),
             ..Default::default()
         },
         spec: None,
         status: Some(NodeStatus {
             capacity: Some(capacity.clone()),
             allocatable: Some(capacity),
+            daemon_endpoints: options.endpoint.as_ref().map(|e| NodeDaemonEndpoints {
+                kubelet_endpoint: Some(DaemonEndpoint {
+                    port: i32::from(e.port),
+                }),
+            }),
             addresses: Some(vec![
                 NodeAddress {
                     type_: "InternalIP".into(),
@@ -97,6 +117,11 @@ pub async fn register(client: &Client, options: &AgentOptions) -> Result<()> {
             let mut current: Node = client.get_typed("", &options.node_name).await?;
             let labels = current.metadata.labels.get_or_insert_with(Default::default);
             labels.extend(desired.metadata.labels.clone().unwrap_or_default());
+            let annotations = current
+                .metadata
+                .annotations
+                .get_or_insert_with(Default::default);
+            annotations.extend(desired.metadata.annotations.clone().unwrap_or_default());
             client.update_typed(&current).await?
         }
         Err(e) => return Err(e.into()),
@@ -152,6 +177,7 @@ async fn post_status(client: &Client, options: &AgentOptions) -> Result<()> {
     status.allocatable = ours.allocatable;
     status.addresses = ours.addresses;
     status.node_info = ours.node_info;
+    status.daemon_endpoints = ours.daemon_endpoints;
     client.update_status_typed(&current).await?;
     Ok(())
 }

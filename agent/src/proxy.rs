@@ -1,9 +1,27 @@
-//! The NodePort service proxy: the agent watches Services and Endpoints in every namespace and,
-//! for each port with a `nodePort` of a Service of type `NodePort` or `LoadBalancer` (TCP
-//! only), listens on `<proxy address>:<nodePort>` ([`crate::AgentOptions::proxy_address`],
-//! default `127.0.0.1`) and relays each accepted connection to one of the Service's ready
-//! endpoints: the Endpoints' `addresses` (never `notReadyAddresses`) with the port whose name
-//! matches the Service port's name (an unnamed port matches an unnamed one).
+//! The service proxy: from the agent's view of Services and Endpoints ([`crate::services`]) it
+//! listens on
+//! - `<proxy address>:<nodePort>` for each port with a `nodePort` of a Service of type
+//!   `NodePort` or `LoadBalancer` ([`crate::AgentOptions::proxy_address`], default
+//!   `127.0.0.1`), and
+//! - `<clusterIP>:<port>` for every port of every Service with a cluster IP (unless
+//!   [`crate::AgentOptions::cluster_ip`] is off or the service range could not be made local,
+//!   see [`crate::service_cidr`]),
+//!
+//! (TCP only) and relays each accepted connection to one of the Service's ready endpoints: the
+//! Endpoints' `addresses` (never `notReadyAddresses`) with the port whose name matches the
+//! Service port's name (an unnamed port matches an unnamed one).
+//!
+//! # How pods reach Services
+//! A pod on this node connects to `<clusterIP>:<port>` of the Service (found in the
+//! `<SVC>_SERVICE_HOST` / `<SVC>_SERVICE_PORT` variables every container gets, see
+//! [`crate::service_env`], or by DNS, see [`crate::dns`]). The agent makes the whole service
+//! range local on the host (a `local` route on `lo`, like 127.0.0.0/8), so any cluster IP is a
+//! local address this proxy can listen on without per-address setup. Cluster IP listeners set
+//! `SO_REUSEADDR` and `SO_REUSEPORT`: several agents sharing one host all bind the same
+//! `clusterIP:port`, the kernel spreads connections over them and each relays to the same
+//! endpoints. Headless Services (`clusterIP: None`) have no listener (DNS returns their pods'
+//! addresses) and ExternalName Services are never proxied, as in Kubernetes: DNS answers them
+//! with a CNAME.
 //!
 //! Connections are spread round robin; with `sessionAffinity: ClientIP` a client IP keeps its
 //! endpoint until it has been idle for `sessionAffinityConfig.clientIP.timeoutSeconds`
@@ -13,20 +31,17 @@
 //! closes its listener (established connections run on), a changed one rebinds. A port that
 //! cannot be bound (in use) is logged and retried every few seconds.
 //!
-//! Not served in this slice: ClusterIP addresses, headless Services, ExternalName, UDP/SCTP
-//! ports and cluster DNS.
+//! Not served: UDP/SCTP ports (skipped).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Endpoints, Service};
-use rkube_client::{Client, KindRef, ListParams, WatchEvent};
-use serde_json::Value;
+use k8s_openapi::api::core::v1::{Endpoints, Service, ServiceSpec};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
+
+use crate::services::ServiceView;
 
 /// Kubernetes' default `sessionAffinityConfig.clientIP.timeoutSeconds`.
 pub const DEFAULT_AFFINITY_TIMEOUT: Duration = Duration::from_secs(10800);
@@ -35,7 +50,7 @@ const BIND_RETRY: Duration = Duration::from_secs(3);
 /// How long connecting to an endpoint may take before another one is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// What one node port serves: a Service port and how its endpoints are chosen.
+/// What one service port (node port or cluster IP and port) serves: a Service port and how its endpoints are chosen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortRule {
     /// `<namespace>/<service>:<port name>`, for logs and to notice a port changing hands.
@@ -59,15 +74,7 @@ pub fn desired_rules(
         if ty != "NodePort" && ty != "LoadBalancer" {
             continue;
         }
-        let affinity = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
-            spec.session_affinity_config
-                .as_ref()
-                .and_then(|c| c.client_ip.as_ref())
-                .and_then(|c| c.timeout_seconds)
-                .filter(|s| *s > 0)
-                .map(|s| Duration::from_secs(s as u64))
-                .unwrap_or(DEFAULT_AFFINITY_TIMEOUT)
-        });
+        let affinity = session_affinity(spec);
         for port in spec.ports.iter().flatten() {
             if port.protocol.as_deref().unwrap_or("TCP") != "TCP" {
                 continue;
@@ -93,6 +100,19 @@ pub fn desired_rules(
     rules
 }
 
+/// `Some(timeout)` when `spec` asks for `sessionAffinity: ClientIP`.
+fn session_affinity(spec: &ServiceSpec) -> Option<Duration> {
+    (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
+        spec.session_affinity_config
+            .as_ref()
+            .and_then(|c| c.client_ip.as_ref())
+            .and_then(|c| c.timeout_seconds)
+            .filter(|s| *s > 0)
+            .map(|s| Duration::from_secs(s as u64))
+            .unwrap_or(DEFAULT_AFFINITY_TIMEOUT)
+    })
+}
+
 /// The ready addresses of `ep` with the TCP port named `port_name` ("" for an unnamed one).
 pub fn ready_backends(ep: &Endpoints, port_name: &str) -> Vec<SocketAddr> {
     let mut out = Vec::new();
@@ -116,7 +136,7 @@ pub fn ready_backends(ep: &Endpoints, port_name: &str) -> Vec<SocketAddr> {
     out
 }
 
-/// The endpoint choice of one node port: round robin, and client IP affinity when enabled.
+/// The endpoint choice of one service port: round robin, and client IP affinity when enabled.
 #[derive(Debug, Default)]
 pub struct Balancer {
     backends: Vec<SocketAddr>,
@@ -181,7 +201,7 @@ impl Balancer {
     }
 }
 
-/// A running node port listener; dropping it closes the listener.
+/// A running service port listener; dropping it closes the listener.
 struct Listener {
     service: String,
     balancer: Arc<Mutex<Balancer>>,
@@ -194,67 +214,129 @@ impl Drop for Listener {
     }
 }
 
-/// The last seen objects of one kind, keyed by `<namespace>/<name>`.
-type Objects = Arc<Mutex<BTreeMap<String, Value>>>;
+/// What the proxy serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyOptions {
+    /// The address node ports listen on.
+    pub node_port_address: IpAddr,
+    /// Serve `clusterIP:port` too (the service range must be local on this host, see
+    /// [`crate::service_cidr`]).
+    pub cluster_ip: bool,
+}
 
-/// Run the proxy forever (the agent aborts it on shutdown).
-pub async fn run(client: Client, address: IpAddr) {
-    let changed = Arc::new(Notify::new());
-    let services: Objects = Arc::default();
-    let endpoints: Objects = Arc::default();
-    let watchers = [
-        tokio::spawn(watch_kind(
-            client.clone(),
-            KindRef::of::<Service>(),
-            services.clone(),
-            changed.clone(),
-        )),
-        tokio::spawn(watch_kind(
-            client,
-            KindRef::of::<Endpoints>(),
-            endpoints.clone(),
-            changed.clone(),
-        )),
-    ];
-    struct AbortAll([tokio::task::JoinHandle<()>; 2]);
-    impl Drop for AbortAll {
-        fn drop(&mut self) {
-            self.0.iter().for_each(|t| t.abort());
+/// The rules every listener should serve: node ports on `options.node_port_address` and, when
+/// enabled, every Service port on its cluster IP.
+pub fn all_rules(
+    services: &BTreeMap<String, Service>,
+    endpoints: &HashMap<String, Endpoints>,
+    options: ProxyOptions,
+) -> BTreeMap<SocketAddr, (PortRule, Binding)> {
+    let mut rules: BTreeMap<SocketAddr, (PortRule, Binding)> = desired_rules(services, endpoints)
+        .into_iter()
+        .map(|(port, rule)| {
+            (
+                SocketAddr::new(options.node_port_address, port),
+                (rule, Binding::Exclusive),
+            )
+        })
+        .collect();
+    if options.cluster_ip {
+        for (addr, rule) in cluster_ip_rules(services, endpoints) {
+            rules.entry(addr).or_insert((rule, Binding::Shared));
         }
     }
-    let _watchers = AbortAll(watchers);
-    let mut listeners: HashMap<u16, Listener> = HashMap::new();
-    tracing::info!(%address, "node port proxy started");
+    rules
+}
+
+/// The rules for `clusterIP:port` of every TCP Service port whose Service has a cluster IP
+/// (not headless, not ExternalName).
+pub fn cluster_ip_rules(
+    services: &BTreeMap<String, Service>,
+    endpoints: &HashMap<String, Endpoints>,
+) -> BTreeMap<SocketAddr, PortRule> {
+    let mut rules = BTreeMap::new();
+    for (key, svc) in services {
+        let Some(spec) = &svc.spec else { continue };
+        if spec.type_.as_deref() == Some("ExternalName") {
+            continue;
+        }
+        let Some(ip) = spec
+            .cluster_ip
+            .as_deref()
+            .and_then(|ip| ip.parse::<IpAddr>().ok())
+        else {
+            // Headless ("None") or not allocated yet.
+            continue;
+        };
+        let affinity = session_affinity(spec);
+        for port in spec.ports.iter().flatten() {
+            if port.protocol.as_deref().unwrap_or("TCP") != "TCP" {
+                continue;
+            }
+            let Ok(number) = u16::try_from(port.port) else {
+                continue;
+            };
+            let name = port.name.clone().unwrap_or_default();
+            let backends = endpoints
+                .get(key)
+                .map(|ep| ready_backends(ep, &name))
+                .unwrap_or_default();
+            rules
+                .entry(SocketAddr::new(ip, number))
+                .or_insert_with(|| PortRule {
+                    service: format!("{key}:{name}"),
+                    backends,
+                    affinity,
+                });
+        }
+    }
+    rules
+}
+
+/// How a listener binds its address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binding {
+    /// A plain bind: a node port belongs to one agent.
+    Exclusive,
+    /// `SO_REUSEADDR` + `SO_REUSEPORT`: every agent on a host binds the same cluster IP and
+    /// port, and the kernel spreads connections over them (they all relay to the same
+    /// endpoints).
+    Shared,
+}
+
+/// Run the proxy forever (the agent aborts it on shutdown), following `view`.
+pub async fn run(mut view: ServiceView, options: ProxyOptions) {
+    let mut listeners: HashMap<SocketAddr, Listener> = HashMap::new();
+    tracing::info!(address = %options.node_port_address, cluster_ip = options.cluster_ip, "service proxy started");
     loop {
-        changed.notified().await;
-        let services: BTreeMap<String, Service> = decode_all(&services);
-        let endpoints: HashMap<String, Endpoints> = decode_all(&endpoints);
-        let rules = desired_rules(&services, &endpoints);
-        listeners.retain(|port, l| {
-            let keep = rules.get(port).is_some_and(|r| r.service == l.service);
+        let snapshot = view.borrow_and_update().clone();
+        let rules = all_rules(&snapshot.services, &snapshot.endpoints, options);
+        listeners.retain(|addr, l| {
+            let keep = rules.get(addr).is_some_and(|(r, _)| r.service == l.service);
             if !keep {
-                tracing::info!(port, service = %l.service, "closing node port");
+                tracing::info!(%addr, service = %l.service, "closing service port");
             }
             keep
         });
-        for (port, rule) in rules {
-            if let Some(l) = listeners.get(&port) {
+        for (addr, (rule, binding)) in rules {
+            if let Some(l) = listeners.get(&addr) {
                 let mut b = l.balancer.lock().expect("balancer lock");
                 if b.backends != rule.backends || b.affinity != rule.affinity {
-                    tracing::debug!(port, service = %rule.service, endpoints = rule.backends.len(), "node port endpoints updated");
+                    tracing::debug!(%addr, service = %rule.service, endpoints = rule.backends.len(), "service endpoints updated");
                     b.update(rule.backends, rule.affinity);
                 }
                 continue;
             }
-            tracing::info!(port, service = %rule.service, endpoints = rule.backends.len(), "opening node port");
+            tracing::info!(%addr, service = %rule.service, endpoints = rule.backends.len(), "opening service port");
             let balancer = Arc::new(Mutex::new(Balancer::new(rule.backends, rule.affinity)));
             let task = tokio::spawn(listen(
-                SocketAddr::new(address, port),
+                addr,
+                binding,
                 rule.service.clone(),
                 balancer.clone(),
             ));
             listeners.insert(
-                port,
+                addr,
                 Listener {
                     service: rule.service,
                     balancer,
@@ -262,99 +344,48 @@ pub async fn run(client: Client, address: IpAddr) {
                 },
             );
         }
-    }
-}
-
-fn decode_all<K: k8s_openapi::serde::de::DeserializeOwned, M: FromIterator<(String, K)>>(
-    objects: &Objects,
-) -> M {
-    let objects = objects.lock().expect("objects lock").clone();
-    objects
-        .into_iter()
-        .filter_map(|(key, obj)| match serde_json::from_value(obj) {
-            Ok(k) => Some((key, k)),
-            Err(e) => {
-                tracing::warn!(object = %key, error = %e, "proxy cannot decode an object");
-                None
-            }
-        })
-        .collect()
-}
-
-fn object_key(obj: &Value) -> Option<String> {
-    let meta = &obj["metadata"];
-    Some(format!(
-        "{}/{}",
-        meta["namespace"].as_str().unwrap_or_default(),
-        meta["name"].as_str()?
-    ))
-}
-
-/// Mirror one kind into `objects`, notifying `changed` on every change. The watch resumes
-/// across servers in the client; when it ends anyway it is opened again with a fresh list, and
-/// objects missing from that list are dropped.
-async fn watch_kind(client: Client, kind: KindRef, objects: Objects, changed: Arc<Notify>) {
-    let params = ListParams::default();
-    let mut retry = Duration::from_millis(200);
-    loop {
-        let mut stream = Box::pin(client.watch(&kind, &params, true));
-        let mut listed: Option<Vec<String>> = Some(Vec::new());
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(WatchEvent::Added(obj) | WatchEvent::Modified(obj)) => {
-                    retry = Duration::from_millis(200);
-                    if let Some(key) = object_key(&obj) {
-                        if let Some(seen) = &mut listed {
-                            seen.push(key.clone());
-                        }
-                        objects.lock().expect("objects lock").insert(key, obj);
-                        changed.notify_one();
-                    }
-                }
-                Ok(WatchEvent::Deleted(obj)) => {
-                    if let Some(key) = object_key(&obj) {
-                        objects.lock().expect("objects lock").remove(&key);
-                        changed.notify_one();
-                    }
-                }
-                Ok(WatchEvent::Bookmark {
-                    initial_events_end: true,
-                    ..
-                }) => {
-                    if let Some(seen) = listed.take() {
-                        let seen: std::collections::HashSet<String> = seen.into_iter().collect();
-                        objects
-                            .lock()
-                            .expect("objects lock")
-                            .retain(|k, _| seen.contains(k));
-                        changed.notify_one();
-                    }
-                }
-                Ok(WatchEvent::Bookmark { .. }) => {}
-                Err(e) => {
-                    tracing::warn!(kind = ?kind, error = %e, "proxy watch ended; listing again");
-                    break;
-                }
-            }
+        if view.changed().await.is_err() {
+            return;
         }
-        tokio::time::sleep(retry).await;
-        retry = (retry * 2).min(Duration::from_secs(10));
     }
+}
+
+/// A TCP listener on `addr`; with [`Binding::Shared`], `SO_REUSEADDR` and `SO_REUSEPORT` are
+/// set first so other agents on this host can bind the same address.
+pub fn bind_tcp(addr: SocketAddr, binding: Binding) -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    if binding == Binding::Shared {
+        socket.set_reuse_port(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
 }
 
 /// Bind `addr` (retrying while that fails) and relay every accepted connection.
-async fn listen(addr: SocketAddr, service: String, balancer: Arc<Mutex<Balancer>>) {
+async fn listen(
+    addr: SocketAddr,
+    binding: Binding,
+    service: String,
+    balancer: Arc<Mutex<Balancer>>,
+) {
     let mut failures = 0u32;
     let listener = loop {
-        match TcpListener::bind(addr).await {
+        match bind_tcp(addr, binding) {
             Ok(l) => break l,
             Err(e) => {
                 // Warn at the first failure and then now and again (another agent on this
                 // host may hold the port for good).
                 if failures.is_multiple_of(20) {
-                    tracing::warn!(%addr, %service, error = %e, "cannot listen on the node port; retrying");
+                    tracing::warn!(%addr, %service, error = %e, "cannot listen on the service port; retrying");
                 } else {
-                    tracing::debug!(%addr, %service, error = %e, "node port still unavailable");
+                    tracing::debug!(%addr, %service, error = %e, "service port still unavailable");
                 }
                 failures = failures.saturating_add(1);
                 tokio::time::sleep(BIND_RETRY).await;
@@ -362,7 +393,7 @@ async fn listen(addr: SocketAddr, service: String, balancer: Arc<Mutex<Balancer>
         }
     };
     if failures > 0 {
-        tracing::info!(%addr, %service, "node port listening after all");
+        tracing::info!(%addr, %service, "service port listening after all");
     }
     loop {
         match listener.accept().await {
@@ -370,7 +401,7 @@ async fn listen(addr: SocketAddr, service: String, balancer: Arc<Mutex<Balancer>
                 tokio::spawn(relay(conn, peer, service.clone(), balancer.clone()));
             }
             Err(e) => {
-                tracing::warn!(%addr, error = %e, "node port accept failed");
+                tracing::warn!(%addr, error = %e, "service port accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }

@@ -20,13 +20,15 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::backoff::Backoff;
-use crate::env::{command_line, container_env, PodFields};
+use crate::env::{args_line, command_line, container_env, Sources};
 use crate::report::{self, Target};
-use crate::runtime::{ContainerSpec, Exit, Runtime, Started};
+use crate::runtime::{ContainerSpec, EngineSpec, Exit, Limits, PodRef, Runtime, Started};
 use crate::status::{self, PodView};
 use crate::{AgentOptions, IpPool};
 
+mod config;
 mod probing;
+mod serving;
 mod terminate;
 
 /// What every pod worker shares.
@@ -35,6 +37,10 @@ pub(crate) struct Context {
     pub runtime: Arc<dyn Runtime>,
     pub ips: IpPool,
     pub options: Arc<AgentOptions>,
+    /// What the agent service ([`crate::serve`]) knows of the pods.
+    pub node_pods: Arc<crate::serve::NodePods>,
+    /// Services and Endpoints, for the containers' service variables.
+    pub services: crate::services::ServiceView,
 }
 
 /// What the dispatcher tells a worker.
@@ -48,6 +54,12 @@ pub(crate) enum Desired {
     AgentStopping,
 }
 
+/// How long a container whose image is missing waits before it is tried again (the kubelet's
+/// image back-off starts at 10 s too).
+const IMAGE_RETRY: Duration = Duration::from_secs(10);
+/// How long a container waits after its pod's sandbox failed to start.
+const SANDBOX_RETRY: Duration = Duration::from_secs(2);
+
 /// The `PATH` containers get when the agent has none.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -57,6 +69,7 @@ pub(crate) async fn run(ctx: Arc<Context>, mut desired: watch::Receiver<Desired>
         return;
     };
     let mut worker = Worker::new(ctx.clone(), *pod);
+    worker.publish();
     let (views, views_rx) = watch::channel(None);
     let target = Target {
         namespace: worker.namespace.clone(),
@@ -78,8 +91,14 @@ pub(crate) async fn run(ctx: Arc<Context>, mut desired: watch::Receiver<Desired>
     if matches!(end, End::Deleted) {
         worker.confirm_deletion(&mut desired).await;
     }
+    if let Err(e) = ctx.runtime.stop_pod(&worker.pod_ref()).await {
+        tracing::warn!(pod = %worker.name, namespace = %worker.namespace, error = %e, "cannot release the pod's sandbox");
+    }
     ctx.ips.release(&worker.ip);
+    ctx.node_pods
+        .remove(&worker.namespace, &worker.name, &worker.uid);
     if !matches!(end, End::AgentStopping) {
+        worker.release_volumes();
         if let Err(e) = std::fs::remove_dir_all(&worker.dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(dir = %worker.dir.display(), error = %e, "cannot remove the pod directory");
@@ -126,6 +145,8 @@ struct Worker {
     /// Probe results from the containers' probe tasks.
     probe_tx: mpsc::UnboundedSender<probing::ProbeUpdate>,
     probe_rx: mpsc::UnboundedReceiver<probing::ProbeUpdate>,
+    /// ConfigMaps, Secrets and volumes ([`config`]).
+    config: config::ConfigState,
 }
 
 impl Worker {
@@ -219,6 +240,7 @@ impl Worker {
             finished,
             probe_tx,
             probe_rx,
+            config: config::ConfigState::new(),
         }
     }
 
@@ -233,6 +255,7 @@ impl Worker {
                 return End::Deleted;
             }
             self.sync().await;
+            self.keep_volumes_current().await;
             if !self.finished {
                 let view = self.view();
                 views.send_if_modified(|current| {
@@ -243,7 +266,12 @@ impl Worker {
                     changed
                 });
             }
-            let restart_at = self.slots.iter().filter_map(|s| s.restart_at).min();
+            let restart_at = self
+                .slots
+                .iter()
+                .filter_map(|s| s.restart_at)
+                .chain(self.config.wake_at())
+                .min();
             let exits = self.exits();
             tokio::select! {
                 changed = desired.changed() => {
@@ -267,6 +295,9 @@ impl Worker {
     /// containers succeeded. A finished pod starts nothing.
     async fn sync(&mut self) {
         if self.finished || matches!(self.phase(), "Succeeded" | "Failed") {
+            return;
+        }
+        if !self.volumes_ready().await {
             return;
         }
         let now = Instant::now();
@@ -300,8 +331,24 @@ impl Worker {
     }
 
     async fn start(&mut self, i: usize) {
-        let spec = match self.container_spec(&self.slots[i].container) {
-            Ok(spec) => spec,
+        if let Err(e) = self.start_pod().await {
+            self.retry_later(i, e);
+            return;
+        }
+        let container = self.slots[i].container.clone();
+        let spec = match self
+            .env_sources(&container)
+            .await
+            .and_then(|sources| self.container_spec(&container, &sources))
+        {
+            Ok(spec) => {
+                self.config.succeeded(i);
+                spec
+            }
+            Err((reason @ ("CreateContainerConfigError" | "ContainerCreating"), message)) => {
+                self.config_failed(i, reason, message);
+                return;
+            }
             Err((reason, message)) => {
                 let slot = &mut self.slots[i];
                 tracing::info!(pod = %self.name, namespace = %self.namespace, container = %slot.container.name, reason, %message, "container cannot start");
@@ -322,7 +369,13 @@ impl Worker {
         slot.status.restart_count = slot.attempts - 1;
         let started = match dir_error {
             Some(message) => Err(crate::Error::Runtime(message)),
-            None => runtime.start(&spec).await,
+            None => {
+                if slot.attempts > 1 {
+                    // A restart: the instance that ended keeps its log as the previous one.
+                    crate::serve::logs::rotate(&spec.log_path);
+                }
+                runtime.start(&spec).await
+            }
         };
         match started {
             Ok(started) => {
@@ -335,7 +388,14 @@ impl Worker {
                 slot.status.container_id = Some(format!("{}://{}", runtime.name(), started.id));
                 slot.restart_at = None;
                 slot.live = Some(started);
+                self.publish();
                 self.start_probes(i);
+            }
+            Err(e @ crate::Error::ImageNotPresent(_)) => {
+                // Nothing ran: this attempt does not count as a restart.
+                slot.attempts -= 1;
+                slot.status.restart_count = (slot.attempts - 1).max(0);
+                self.retry_later(i, e);
             }
             Err(e) => {
                 tracing::info!(pod = %self.name, namespace = %self.namespace, container = %slot.container.name, error = %e, "container failed to start");
@@ -349,31 +409,52 @@ impl Worker {
         }
     }
 
-    /// The runtime's spec for `c`, or why it cannot run (a waiting reason and message).
-    fn container_spec(&self, c: &Container) -> Result<ContainerSpec, (&'static str, String)> {
-        if c.volume_mounts.as_ref().is_some_and(|m| !m.is_empty()) {
-            return Err((
-                "CreateContainerConfigError",
-                format!(
-                    "container {:?} mounts volumes, which this agent does not support yet",
-                    c.name
-                ),
-            ));
-        }
-        let spec = self.pod.spec.clone().unwrap_or_default();
-        let meta = &self.pod.metadata;
-        let fields = PodFields {
-            name: self.name.clone(),
+    fn pod_ref(&self) -> PodRef {
+        PodRef {
             namespace: self.namespace.clone(),
+            name: self.name.clone(),
             uid: self.uid.clone(),
-            node_name: self.ctx.options.node_name.clone(),
-            service_account: spec.service_account_name.unwrap_or_default(),
-            pod_ip: self.ip.clone(),
-            host_ip: self.ctx.options.host_ip.clone(),
-            labels: meta.labels.clone().unwrap_or_default(),
-            annotations: meta.annotations.clone().unwrap_or_default(),
+        }
+    }
+
+    /// Have the runtime prepare the pod (the docker runtime's sandbox; idempotent) and take the
+    /// pod IP it assigns.
+    async fn start_pod(&mut self) -> crate::Result<()> {
+        if let Some(ip) = self.ctx.runtime.start_pod(&self.pod_ref()).await? {
+            if ip != self.ip {
+                self.ctx.ips.release(&self.ip);
+                self.ip = ip;
+            }
+        }
+        Ok(())
+    }
+
+    /// Container `i` could not be started for a reason that may pass (a missing image, a pod
+    /// sandbox that failed): it waits with that reason and is tried again later.
+    fn retry_later(&mut self, i: usize, e: crate::Error) {
+        let (reason, delay, message) = match e {
+            crate::Error::ImageNotPresent(m) => ("ErrImageNeverPull", IMAGE_RETRY, m),
+            other => (
+                "ContainerCreating",
+                SANDBOX_RETRY,
+                format!("cannot start the pod sandbox: {other}"),
+            ),
         };
-        let base = vec![
+        let slot = &mut self.slots[i];
+        tracing::info!(pod = %self.name, namespace = %self.namespace, container = %slot.container.name, reason, %message, "container cannot start yet");
+        slot.status.state = Some(waiting(reason, Some(message)));
+        slot.restart_at = Some(Instant::now() + delay);
+    }
+
+    /// The runtime's spec for `c`, or why it cannot run (a waiting reason and message).
+    fn container_spec(
+        &self,
+        c: &Container,
+        sources: &Sources,
+    ) -> Result<ContainerSpec, (&'static str, String)> {
+        let mounts = self.container_mounts(c)?;
+        let fields = self.pod_fields();
+        let mut base = vec![
             (
                 "PATH".to_string(),
                 std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.into()),
@@ -381,9 +462,24 @@ impl Worker {
             ("HOSTNAME".to_string(), self.name.clone()),
             ("POD_IP".to_string(), self.ip.clone()),
         ];
-        let env =
-            container_env(c, &fields, &base).map_err(|e| ("CreateContainerConfigError", e.0))?;
-        let argv = command_line(c, &env).map_err(|e| ("NoCommand", e.to_string()))?;
+        let services = crate::service_env::for_pod(&self.pod, &self.ctx.services.borrow());
+        base.extend(services.map_err(|e| ("CreateContainerConfigError", e))?);
+        let env = container_env(c, &fields, &base, sources)
+            .map_err(|e| ("CreateContainerConfigError", e.0))?;
+        let command_len = c.command.as_ref().map_or(0, Vec::len);
+        // Container engines run the image's entrypoint when there is no command.
+        let argv = if command_len == 0 && !self.ctx.runtime.needs_command() {
+            args_line(c, &env)
+        } else {
+            command_line(c, &env).map_err(|e| ("NoCommand", e.to_string()))?
+        };
+        let engine = EngineSpec {
+            pod: self.pod_ref(),
+            image: c.image.clone().unwrap_or_default(),
+            command_len,
+            working_dir: c.working_dir.as_ref().map(PathBuf::from),
+            limits: Limits::of(c),
+        };
         Ok(ContainerSpec {
             name: c.name.clone(),
             argv,
@@ -393,6 +489,8 @@ impl Worker {
                 .as_ref()
                 .map_or_else(|| self.dir.clone(), PathBuf::from),
             log_path: self.dir.join(format!("{}.log", c.name)),
+            mounts,
+            engine,
         })
     }
 
@@ -432,6 +530,7 @@ impl Worker {
             return;
         };
         self.ctx.runtime.remove(&started.id);
+        self.publish();
         let reason = if exit.exit_code == 0 {
             "Completed"
         } else {

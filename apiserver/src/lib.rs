@@ -8,6 +8,7 @@ pub mod decode;
 pub mod error;
 pub mod kinds;
 pub mod members;
+pub mod node_proxy;
 pub mod object;
 pub mod patch;
 pub mod registry;

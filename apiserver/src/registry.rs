@@ -880,6 +880,11 @@ impl Registry {
             })
             .await?;
         if !resp.succeeded {
+            // Deleted meanwhile: NotFound, as Kubernetes answers after re-reading (a Conflict
+            // would claim the object still exists, at another version).
+            if self.get_kv(info, &ns, &name, false).await?.is_none() {
+                return Err(Self::not_found(info, &name));
+            }
             return Err(conflict(info, &name));
         }
         object::set_meta(

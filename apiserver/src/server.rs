@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use rkube_proto::api::cluster_server::ClusterServer;
+use rkube_proto::api::metrics_server::MetricsServer;
+use rkube_proto::api::pods_server::PodsServer;
 use rkube_proto::api::resources_server::ResourcesServer;
 use rkube_store::tls::{self, CaBundle, CertKey};
 use rkube_store::Store;
@@ -53,6 +55,11 @@ pub async fn serve(
         registry: registry.clone(),
         auth: auth.clone(),
     };
+    let node_proxy = crate::node_proxy::NodeProxy {
+        registry: registry.clone(),
+        auth: auth.clone(),
+        dialer: std::sync::Arc::new(crate::node_proxy::AgentDialer::new(&ca, &cert)?),
+    };
 
     tokio::spawn(bootstrap(
         store.clone(),
@@ -92,6 +99,8 @@ pub async fn serve(
                 .max_encoding_message_size(512 << 20),
         )
         .add_service(ClusterServer::new(api))
+        .add_service(PodsServer::new(node_proxy.clone()))
+        .add_service(MetricsServer::new(node_proxy))
         .add_service(health_service)
         .add_service(reflection)
         .serve_with_incoming_shutdown(incoming, shutdown)

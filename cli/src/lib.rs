@@ -45,6 +45,15 @@ pub enum Command {
     Run(cmd::run::RunArgs),
     /// Wait for a specific condition on one or many resources.
     Wait(cmd::wait::WaitArgs),
+    /// Print the logs for a container in a pod.
+    Logs(cmd::logs::LogsArgs),
+    /// Execute a command in a container.
+    Exec(cmd::exec::ExecArgs),
+    /// Forward one or more local ports to a pod.
+    PortForward(cmd::port_forward::PortForwardArgs),
+    /// Display resource (CPU/memory) usage of nodes or pods.
+    #[command(subcommand)]
+    Top(cmd::top::TopCommand),
     /// Print the supported API resources on the server.
     ApiResources(cmd::api_resources::ApiResourcesArgs),
     /// Display addresses of the control plane.
@@ -78,6 +87,10 @@ pub async fn run(
         Command::Expose(a) => cmd::expose::run(&ctx, a, out).await,
         Command::Run(a) => cmd::run::run(&ctx, a, out).await,
         Command::Wait(a) => cmd::wait::run(&ctx, a, out).await,
+        Command::Logs(a) => cmd::logs::run(&ctx, a, out).await,
+        Command::Exec(a) => cmd::exec::run(&ctx, a, out).await,
+        Command::PortForward(a) => cmd::port_forward::run(&ctx, a, out).await,
+        Command::Top(c) => cmd::top::run(&ctx, c, out).await,
         Command::ApiResources(a) => cmd::api_resources::run(&ctx, a, out).await,
         Command::ClusterInfo => cmd::cluster::cluster_info(&ctx, out).await,
         Command::Cluster(c) => cmd::cluster::run(&ctx, c, out).await,

@@ -164,6 +164,11 @@ impl Client {
         self.fence
     }
 
+    /// The cluster CA certificate (PEM) the servers are verified against.
+    pub fn ca_pem(&self) -> &str {
+        &self.inner.config.ca_pem
+    }
+
     /// The namespace of the configuration's context.
     pub fn default_namespace(&self) -> &str {
         &self.inner.config.namespace
@@ -192,7 +197,7 @@ impl Client {
         Ok(ch)
     }
 
-    fn request<T>(&self, msg: T) -> tonic::Request<T> {
+    pub(crate) fn request<T>(&self, msg: T) -> tonic::Request<T> {
         let mut req = tonic::Request::new(msg);
         if let Some(t) = &self.inner.config.token {
             if let Ok(v) = format!("Bearer {t}").parse() {
@@ -209,7 +214,7 @@ impl Client {
     }
 
     /// Run `f` against the current server, failing over to the others on transport errors.
-    async fn call<T, F, Fut>(&self, f: F) -> Result<T>
+    pub(crate) async fn call<T, F, Fut>(&self, f: F) -> Result<T>
     where
         F: Fn(Channel) -> Fut,
         Fut: std::future::Future<Output = Result<T, tonic::Status>>,

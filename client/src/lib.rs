@@ -5,7 +5,11 @@
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod metrics;
+pub mod node_proxy;
 
 pub use client::{Client, KindRef, ListParams, WatchEvent};
 pub use config::{ClientConfig, Kubeconfig};
 pub use error::{Error, Result};
+pub use metrics::{ContainerMetrics, NodeMetrics, PodMetrics};
+pub use node_proxy::{ExecEvent, LogOptions};

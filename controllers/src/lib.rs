@@ -9,4 +9,4 @@ pub mod setup;
 pub mod util;
 
 pub use error::{Error, Result};
-pub use setup::{build_manager, ControllerOptions, NAMES};
+pub use setup::{build_manager, ControllerOptions, DEFAULT_VOLUME_ROOT, NAMES};

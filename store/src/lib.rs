@@ -7,6 +7,7 @@ pub mod error;
 pub mod mvcc;
 pub mod network;
 pub mod node;
+pub mod restore;
 pub mod server;
 pub mod service;
 pub mod tls;
@@ -19,7 +20,7 @@ mod watch;
 
 pub use error::{Error, Result};
 pub use node::{Store, StoreConfig};
-pub use server::{start, Identity, RunningServer, ServerOptions};
+pub use server::{start, Identity, RestoreOptions, RunningServer, ServerOptions};
 pub use types::{NodeId, Op, OpResult};
 
 #[cfg(test)]

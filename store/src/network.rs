@@ -41,6 +41,14 @@ impl Faults {
     pub fn heal(&self) {
         self.blocked.write().expect("faults lock").clear();
     }
+    /// Block exactly `peers` (and unblock every other link) in one step.
+    pub fn set_blocked(&self, peers: HashSet<NodeId>) {
+        *self.blocked.write().expect("faults lock") = peers;
+    }
+    /// The links blocked now.
+    pub fn blocked(&self) -> HashSet<NodeId> {
+        self.blocked.read().expect("faults lock").clone()
+    }
     pub fn is_blocked(&self, peer: NodeId) -> bool {
         self.blocked.read().expect("faults lock").contains(&peer)
     }

@@ -218,6 +218,52 @@ impl Store {
             .map_err(|e| Error::Unavailable(format!("cannot initialize the cluster: {e}")))
     }
 
+    /// Build a snapshot of everything applied and purge the log it covers, so servers that join
+    /// later receive the state as a snapshot rather than by replaying the log (used after a
+    /// restore, whose data is in no log entry). Waits until this replica leads its new cluster.
+    pub async fn snapshot_and_purge_log(&self) -> Result<()> {
+        let raft = &self.inner.raft;
+        let id = self.id();
+        let timeout = Some(std::time::Duration::from_secs(60));
+        let wait_err = |e: openraft::metrics::WaitError| Error::Unavailable(format!("{e}"));
+        let m = raft
+            .wait(timeout)
+            .metrics(
+                |m| {
+                    m.current_leader == Some(id)
+                        && m.last_applied.is_some()
+                        && m.last_applied.map(|l| l.index) == m.last_log_index
+                },
+                "leading with the whole log applied",
+            )
+            .await
+            .map_err(wait_err)?;
+        let applied = m.last_applied.map_or(0, |l| l.index);
+        raft.trigger()
+            .snapshot()
+            .await
+            .map_err(|e| Error::Stopped(e.to_string()))?;
+        raft.wait(timeout)
+            .metrics(
+                |m| m.snapshot.is_some_and(|s| s.index >= applied),
+                "snapshot built",
+            )
+            .await
+            .map_err(wait_err)?;
+        raft.trigger()
+            .purge_log(applied)
+            .await
+            .map_err(|e| Error::Stopped(e.to_string()))?;
+        raft.wait(timeout)
+            .metrics(
+                |m| m.purged.is_some_and(|p| p.index >= applied),
+                "log purged",
+            )
+            .await
+            .map_err(wait_err)?;
+        Ok(())
+    }
+
     /// The header for responses from this replica.
     pub fn header(&self, revision: i64) -> pb::ResponseHeader {
         pb::ResponseHeader {

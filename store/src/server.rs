@@ -40,6 +40,20 @@ pub struct ServerOptions {
     pub learner: bool,
     /// Overrides of the Raft timing (tests use short ones).
     pub tune: Option<fn(&mut StoreConfig)>,
+    /// Start a new cluster from a backup instead of an empty state (see [`crate::restore`]).
+    pub restore: Option<RestoreOptions>,
+}
+
+/// Starting a new cluster from a backup.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// The backup file (`rkube cluster snapshot save`).
+    pub backup: PathBuf,
+    /// A `tls/` directory of the old cluster (any server's): its CA is kept, so clients, agents
+    /// and kubeconfigs of the old cluster trust the new one. Without it a new CA is made.
+    pub ca_dir: Option<PathBuf>,
+    /// How far the revision jumps ([`crate::restore::DEFAULT_REVISION_BUMP`]).
+    pub revision_bump: i64,
 }
 
 impl ServerOptions {
@@ -53,6 +67,7 @@ impl ServerOptions {
             extra_sans: Vec::new(),
             learner: false,
             tune: None,
+            restore: None,
         }
     }
 }
@@ -180,6 +195,13 @@ pub async fn start(opts: ServerOptions, listener: TcpListener) -> Result<Running
 
     let (identity, ca, cert, token, fresh_bootstrap) = match existing {
         Some(id) => {
+            if opts.restore.is_some() {
+                return Err(Error::Invalid(format!(
+                    "data directory {} already belongs to cluster {:016x}; restoring a backup needs a new, empty data directory",
+                    dir.display(),
+                    id.cluster_id
+                )));
+            }
             if let Some(want) = opts.node_id {
                 if want != id.node_id {
                     return Err(Error::Invalid(format!(
@@ -202,6 +224,11 @@ pub async fn start(opts: ServerOptions, listener: TcpListener) -> Result<Running
             (id, ca, cert, token, false)
         }
         None => {
+            if opts.restore.is_some() && opts.join.is_some() {
+                return Err(Error::Invalid(
+                    "a backup is restored into the first server of a new cluster; the others join it (do not combine restoring with joining)".into(),
+                ));
+            }
             ensure_fresh(&dir)?;
             probe_writable(&dir)?;
             let advertise = opts
@@ -217,8 +244,21 @@ pub async fn start(opts: ServerOptions, listener: TcpListener) -> Result<Running
                         }
                     };
                     let node_id = opts.node_id.unwrap_or(1);
-                    let ca = CaBundle::generate(cluster_id)
-                        .map_err(|e| Error::Storage(e.to_string()))?;
+                    let ca = match opts.restore.as_ref().and_then(|r| r.ca_dir.as_ref()) {
+                        Some(ca_dir) => {
+                            TlsDir::new(ca_dir.clone())
+                                .load()
+                                .map_err(|e| {
+                                    Error::Invalid(format!(
+                                        "cannot use the CA of {} for the restored cluster: {e}",
+                                        ca_dir.display()
+                                    ))
+                                })?
+                                .0
+                        }
+                        None => CaBundle::generate(cluster_id)
+                            .map_err(|e| Error::Storage(e.to_string()))?,
+                    };
                     let mut sans = opts.extra_sans.clone();
                     sans.push(advertise.clone());
                     let cert = ca
@@ -303,6 +343,20 @@ pub async fn start(opts: ServerOptions, listener: TcpListener) -> Result<Running
         }
     };
 
+    if let (true, Some(restore)) = (fresh_bootstrap, &opts.restore) {
+        let backup = std::fs::read(&restore.backup)
+            .map_err(|e| io_err("read the backup", &restore.backup, e))?;
+        let restored =
+            crate::restore::restore_backup(&dir.join("db"), &backup, restore.revision_bump)
+                .map_err(|e| Error::Invalid(format!("{}: {e}", restore.backup.display())))?;
+        tracing::info!(
+            backup = %restore.backup.display(),
+            backup_revision = restored.backup_revision,
+            revision = restored.revision,
+            "restored the backup; older revisions are compacted, so clients relist"
+        );
+    }
+
     let mut config = StoreConfig::new(
         identity.node_id,
         identity.cluster_id,
@@ -345,6 +399,11 @@ pub async fn start(opts: ServerOptions, listener: TcpListener) -> Result<Running
     let mut identity = identity;
     if fresh_bootstrap {
         store.initialize().await?;
+        if opts.restore.is_some() {
+            // The restored data is in no log entry: servers joining later must receive it as a
+            // snapshot, so snapshot now and purge the log it covers.
+            store.snapshot_and_purge_log().await?;
+        }
         write_identity(&dir, &identity)?;
         tracing::info!(
             cluster = format!("{:016x}", identity.cluster_id),

@@ -21,8 +21,8 @@ use crate::types::{
 };
 use crate::watch::{AppliedBatch, WatchHub};
 
-const META_APPLIED: &[u8] = b"last_applied";
-const META_MEMBERSHIP: &[u8] = b"membership";
+pub(crate) const META_APPLIED: &[u8] = b"last_applied";
+pub(crate) const META_MEMBERSHIP: &[u8] = b"membership";
 const SNAPSHOT_MAGIC: &[u8] = b"RKUBE-SNAPSHOT-2\n";
 /// Length of the trailing SHA-256 of everything before it: a snapshot cut anywhere, even between
 /// records, is detected.
@@ -254,7 +254,7 @@ pub(crate) fn dump_snapshot(db: &Db) -> Result<(SnapshotMeta, Vec<u8>), StorageE
 /// Replace the state machine with a snapshot's content, in one synced batch: a snapshot that
 /// turns out to be corrupt, or a crash part-way, leaves the previous state as it was (a
 /// half-installed state machine would have neither the old nor the new last-applied log id).
-fn load_snapshot(db: &Db, data: &[u8]) -> Result<(), StorageError> {
+pub(crate) fn load_snapshot(db: &Db, data: &[u8]) -> Result<(), StorageError> {
     if data.len() < SNAPSHOT_MAGIC.len() + SNAPSHOT_DIGEST_LEN {
         return Err(snap_err(ErrorVerb::Read, "snapshot is truncated"));
     }

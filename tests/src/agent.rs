@@ -18,6 +18,15 @@ pub struct Agent {
 impl Agent {
     /// Start an agent for node `node` (500 ms heartbeats, back-off 100 ms doubling to 400 ms).
     pub fn start(client: Client, node: &str) -> Agent {
+        Agent::start_with(client, node, |_| {})
+    }
+
+    /// [`Agent::start`] with the options changed by `configure` first (e.g. the runtime).
+    pub fn start_with(
+        client: Client,
+        node: &str,
+        configure: impl FnOnce(&mut AgentOptions),
+    ) -> Agent {
         let data = tempfile::tempdir().expect("tempdir");
         let mut options = AgentOptions::new(node, data.path().to_path_buf());
         options.heartbeat_interval = Duration::from_millis(500);
@@ -26,6 +35,7 @@ impl Agent {
             max: Duration::from_millis(400),
             reset_after: Duration::from_secs(60),
         };
+        configure(&mut options);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(rkube_agent::run(client, options, async {
             let _ = stopped.await;

@@ -64,6 +64,20 @@ impl ClusterOptions {
             ..Default::default()
         }
     }
+
+    /// The cronjob and autoscaler controllers' clock runs `rate` times faster than real time
+    /// from the moment each server starts (`rkube server --clock-rate`, a test setting).
+    pub fn with_clock_rate(mut self, rate: f64) -> ClusterOptions {
+        self.control_plane.clock_rate = rate;
+        self
+    }
+
+    /// The local provisioner creates its hostPath volumes under `dir` (`rkube server
+    /// --volume-root`) instead of the machine-wide default.
+    pub fn with_volume_root(mut self, dir: &std::path::Path) -> ClusterOptions {
+        self.control_plane.volume_root = dir.to_string_lossy().into_owned();
+        self
+    }
 }
 
 fn args_for(dir: PathBuf, id: u64, opts: &ClusterOptions) -> ServerArgs {
@@ -78,10 +92,14 @@ fn args_for(dir: PathBuf, id: u64, opts: &ClusterOptions) -> ServerArgs {
         token: None,
         tls_san: vec![],
         learner: false,
+        restore_from: None,
+        restore_ca_dir: None,
+        restore_revision_bump: rkube_store::restore::DEFAULT_REVISION_BUMP,
         service_cidr: "10.96.0.0/16".into(),
         node_port_range: (30000, 32767),
         compaction_interval: opts.compaction,
         control_plane: opts.control_plane.clone(),
+        peer_fault_file: None,
     }
 }
 

@@ -221,6 +221,14 @@ impl ProcessCluster {
             s.ready().await;
             servers.push(s);
         }
+        // The admin kubeconfig is written once the API server's bootstrap is done, which may
+        // be after the server says it is ready.
+        let kubeconfig = servers[0].data_dir.join("admin.kubeconfig");
+        crate::wait::wait_until(Duration::from_secs(30), "the admin kubeconfig", || {
+            let exists = kubeconfig.exists();
+            async move { exists.then_some(()) }
+        })
+        .await;
         let c = ProcessCluster { dir, servers };
         let client = c.client();
         crate::wait::wait_until(Duration::from_secs(30), "every member serving", || {

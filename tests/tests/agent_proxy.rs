@@ -112,10 +112,19 @@ async fn node_port_spreads_over_ready_replicas_and_honours_client_ip_affinity() 
         }
     })
     .await;
-    // The proxy follows the Endpoints through its own watch: wait for the first answer.
-    wait_until(TIMEOUT, "an answer through the node port", || {
-        http_get(node_port)
-    })
+    // The proxy follows the Endpoints through its own watch, a little behind this client:
+    // wait until it has all three (round robin then reaches three pods in six requests).
+    wait_until(
+        TIMEOUT,
+        "the node port to reach 3 replicas",
+        || async move {
+            let mut pods = BTreeSet::new();
+            for _ in 0..6 {
+                pods.insert(hit(&http_get(node_port).await?));
+            }
+            (pods.len() == 3).then_some(())
+        },
+    )
     .await;
 
     // Round robin: 30 connections reach all three replicas.

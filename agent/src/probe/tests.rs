@@ -330,6 +330,8 @@ async fn exec_runs_in_the_container_environment() {
         ],
         working_dir: dir.path().to_path_buf(),
         log_path: dir.path().join("c.log"),
+        mounts: vec![],
+        engine: Default::default(),
     };
     let started = process.start(&spec).await.unwrap();
     let rt: Arc<dyn Runtime> = process.clone();

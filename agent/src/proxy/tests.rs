@@ -1,7 +1,8 @@
-//! Tests of the NodePort proxy: endpoint choice, rules from Services and Endpoints, and relaying.
+//! Tests of the service proxy: endpoint choice, rules from Services and Endpoints (node ports
+//! and cluster IPs), shared binding and relaying.
 
 use super::*;
-use serde_json::json;
+use serde_json::{json, Value};
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -126,7 +127,12 @@ async fn relays_to_an_endpoint_and_closes_without_one() {
     let front_addr = front.local_addr().unwrap();
     drop(front);
     let balancer = Arc::new(Mutex::new(Balancer::new(vec![backend_addr], None)));
-    let task = tokio::spawn(listen(front_addr, "t".into(), balancer.clone()));
+    let task = tokio::spawn(listen(
+        front_addr,
+        Binding::Exclusive,
+        "t".into(),
+        balancer.clone(),
+    ));
     let read = || async {
         for _ in 0..100 {
             if let Ok(mut c) = TcpStream::connect(front_addr).await {
@@ -149,7 +155,7 @@ async fn a_port_in_use_is_bound_once_freed() {
     let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = squatter.local_addr().unwrap();
     let balancer = Arc::new(Mutex::new(Balancer::new(vec![], None)));
-    let task = tokio::spawn(listen(addr, "t".into(), balancer));
+    let task = tokio::spawn(listen(addr, Binding::Exclusive, "t".into(), balancer));
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!task.is_finished());
     drop(squatter);
@@ -163,4 +169,84 @@ async fn a_port_in_use_is_bound_once_freed() {
     }
     assert!(bound, "the proxy never took the freed port");
     task.abort();
+}
+
+#[test]
+fn cluster_ip_rules_cover_every_tcp_port_of_services_with_a_cluster_ip() {
+    let svc = |name: &str, spec: Value| -> (String, Service) {
+        let obj = json!({"metadata": {"namespace": "ns", "name": name}, "spec": spec});
+        (format!("ns/{name}"), serde_json::from_value(obj).unwrap())
+    };
+    let services: BTreeMap<String, Service> = [
+        svc(
+            "web",
+            json!({"clusterIP": "10.96.0.5", "ports": [
+                {"name": "http", "port": 80},
+                {"name": "dns", "port": 53, "protocol": "UDP"},
+            ], "sessionAffinity": "ClientIP"}),
+        ),
+        svc(
+            "np",
+            json!({"type": "NodePort", "clusterIP": "10.96.0.6",
+                   "ports": [{"port": 81, "nodePort": 30081}]}),
+        ),
+        svc(
+            "headless",
+            json!({"clusterIP": "None", "ports": [{"port": 80}]}),
+        ),
+        svc(
+            "ext",
+            json!({"type": "ExternalName", "externalName": "example.com"}),
+        ),
+    ]
+    .into();
+    let endpoints: HashMap<String, Endpoints> = [(
+        "ns/web".to_string(),
+        serde_json::from_value(json!({
+            "metadata": {"namespace": "ns", "name": "web"},
+            "subsets": [{"addresses": [{"ip": "127.1.0.1"}],
+                         "ports": [{"name": "http", "port": 8080}]}],
+        }))
+        .unwrap(),
+    )]
+    .into();
+    let rules = cluster_ip_rules(&services, &endpoints);
+    assert_eq!(
+        rules.keys().copied().collect::<Vec<_>>(),
+        [addr("10.96.0.5:80"), addr("10.96.0.6:81")]
+    );
+    let web = &rules[&addr("10.96.0.5:80")];
+    assert_eq!(web.backends, [addr("127.1.0.1:8080")]);
+    assert_eq!(web.affinity, Some(DEFAULT_AFFINITY_TIMEOUT));
+    assert!(rules[&addr("10.96.0.6:81")].backends.is_empty());
+
+    let options = ProxyOptions {
+        node_port_address: "127.0.0.1".parse().unwrap(),
+        cluster_ip: true,
+    };
+    let all = all_rules(&services, &endpoints, options);
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[&addr("127.0.0.1:30081")].1, Binding::Exclusive);
+    assert_eq!(all[&addr("10.96.0.5:80")].1, Binding::Shared);
+    let without = all_rules(
+        &services,
+        &endpoints,
+        ProxyOptions {
+            cluster_ip: false,
+            ..options
+        },
+    );
+    assert_eq!(
+        without.keys().collect::<Vec<_>>(),
+        [&addr("127.0.0.1:30081")]
+    );
+}
+
+#[tokio::test]
+async fn shared_listeners_bind_one_address_twice_and_exclusive_ones_do_not() {
+    let first = bind_tcp(addr("127.0.0.1:0"), Binding::Shared).unwrap();
+    let bound = first.local_addr().unwrap();
+    let second = bind_tcp(bound, Binding::Shared).expect("a second shared bind");
+    assert_eq!(second.local_addr().unwrap(), bound);
+    assert!(bind_tcp(bound, Binding::Exclusive).is_err());
 }

@@ -3,6 +3,10 @@
 //! environment the agent built, its working directory, and stdout/stderr appended to its log
 //! file. There is no image, filesystem or network isolation: pods are told apart by their own
 //! loopback address (`POD_IP`, chosen by the agent) which they are expected to bind to.
+//!
+//! A container with [`Mount`](super::Mount)s runs in its own mount namespace where its volumes
+//! are bind-mounted at their targets ([`mount_ns`](super::mount_ns)); exec'd commands join that
+//! namespace. This needs root (`CAP_SYS_ADMIN`); without it [`Runtime::check_mounts`] says so.
 
 use std::collections::HashMap;
 use std::os::unix::process::ExitStatusExt;
@@ -13,6 +17,8 @@ use std::time::Duration;
 
 use rustix::process::{kill_process_group, Pid, Signal};
 use tokio::sync::watch;
+
+mod session;
 
 use super::{BoxFuture, ContainerSpec, ExecOutput, Exit, Runtime, Started};
 use crate::error::{Error, Result};
@@ -33,6 +39,8 @@ struct Entry {
     /// The container's environment and working directory, for exec.
     env: Vec<(String, String)>,
     working_dir: std::path::PathBuf,
+    /// The main process, whose mount namespace exec'd commands join, when it has mounts.
+    mount_ns_of: Option<Pid>,
 }
 
 impl ProcessRuntime {
@@ -63,7 +71,18 @@ impl ProcessRuntime {
             .open(&spec.log_path)
             .map_err(|e| Error::io(&spec.log_path, e))?;
         let log_err = log.try_clone().map_err(|e| Error::io(&spec.log_path, e))?;
-        let mut child = tokio::process::Command::new(program)
+        let mut command = tokio::process::Command::new(program);
+        if !spec.mounts.is_empty() {
+            super::mount_ns::mount_namespaces()
+                .map_err(|e| Error::Runtime(format!("container {:?}: {e}", spec.name)))?;
+            let plan = super::mount_ns::MountPlan::new(&spec.mounts, &spec.working_dir)
+                .map_err(|e| Error::Runtime(format!("container {:?}: {e}", spec.name)))?;
+            // SAFETY: `apply` only makes system calls (no allocation, no locks).
+            unsafe {
+                command.pre_exec(move || plan.apply());
+            }
+        }
+        let mut child = command
             .args(args)
             .env_clear()
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
@@ -74,8 +93,18 @@ impl ProcessRuntime {
             .process_group(0)
             .spawn()
             .map_err(|e| {
+                let mounts = if spec.mounts.is_empty() {
+                    String::new()
+                } else {
+                    let list: Vec<String> = spec
+                        .mounts
+                        .iter()
+                        .map(|m| format!("{} at {}", m.source.display(), m.target.display()))
+                        .collect();
+                    format!(" (or mount {})", list.join(", "))
+                };
                 Error::Runtime(format!(
-                    "container {:?}: cannot run {program:?}: {e}",
+                    "container {:?}: cannot run {program:?}{mounts}: {e}",
                     spec.name
                 ))
             })?;
@@ -118,6 +147,7 @@ impl ProcessRuntime {
                 exit: rx.clone(),
                 env: spec.env.clone(),
                 working_dir: spec.working_dir.clone(),
+                mount_ns_of: (!spec.mounts.is_empty()).then_some(pgid),
             },
         );
         Ok(Started {
@@ -165,18 +195,31 @@ impl ProcessRuntime {
         argv: &[String],
         timeout: Duration,
     ) -> Result<ExecOutput> {
-        let (env, working_dir) = {
+        let (env, working_dir, mount_ns_of) = {
             let containers = self.containers.lock().expect("containers lock");
             let entry = containers
                 .get(id)
                 .filter(|e| e.exit.borrow().is_none())
                 .ok_or_else(|| Error::Runtime(format!("container {id} is not running")))?;
-            (entry.env.clone(), entry.working_dir.clone())
+            (
+                entry.env.clone(),
+                entry.working_dir.clone(),
+                entry.mount_ns_of,
+            )
         };
         let Some((program, args)) = argv.split_first() else {
             return Err(Error::Runtime("exec: empty command".into()));
         };
-        let child = tokio::process::Command::new(program)
+        let mut command = tokio::process::Command::new(program);
+        if let Some(pid) = mount_ns_of {
+            let join = super::mount_ns::JoinMountNs::new(pid.as_raw_nonzero().get(), &working_dir)
+                .map_err(|e| Error::Runtime(format!("exec in container {id}: {e}")))?;
+            // SAFETY: `apply` only makes system calls (no allocation, no locks).
+            unsafe {
+                command.pre_exec(move || join.apply());
+            }
+        }
+        let child = command
             .args(args)
             .env_clear()
             .envs(env)
@@ -242,6 +285,19 @@ impl Runtime for ProcessRuntime {
     fn remove(&self, id: &str) {
         self.containers.lock().expect("containers lock").remove(id);
     }
+
+    fn check_mounts(&self) -> std::result::Result<(), String> {
+        super::mount_ns::mount_namespaces()
+    }
+
+    fn exec_stream<'a>(
+        &'a self,
+        id: &'a str,
+        argv: &'a [String],
+        stdin: bool,
+    ) -> BoxFuture<'a, Result<super::ExecSession>> {
+        Box::pin(self.exec_session(id, argv, stdin))
+    }
 }
 
 impl Drop for ProcessRuntime {
@@ -270,6 +326,8 @@ mod tests {
             ],
             working_dir: dir.to_path_buf(),
             log_path: dir.join("logs/c.log"),
+            mounts: vec![],
+            engine: Default::default(),
         }
     }
 

@@ -12,7 +12,7 @@ pub mod manager;
 pub mod queue;
 
 pub use api::{Api, ApiExt, ApiRef, DeleteOptions, Patch, Propagation};
-pub use controller::{system_clock, Action, Clock, Context, Controller, Reconciler};
+pub use controller::{fast_clock, system_clock, Action, Clock, Context, Controller, Reconciler};
 pub use events::Recorder;
 pub use informer::{Change, Informer, Informers, Object, ObjectKey};
 pub use manager::Manager;

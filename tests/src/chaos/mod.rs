@@ -13,14 +13,26 @@
 //! - [`check_revisions`]: revisions are unique and follow real time across keys.
 //! - [`check_watches`]: watch streams ordered, without duplicates or gaps, resumable, and
 //!   identical across replicas.
+//!
+//! The run itself: [`runner`] starts a cluster through a [`faults::Backend`] (today the process
+//! backend: `rkube server` children, SIGKILL/SIGSTOP and a fault-injecting peer transport), runs
+//! the [`workload`] (clients and one watch per replica) and a [`deployment`] being scaled and
+//! rolled, injects faults on a seeded schedule, heals, and checks; [`report`] has the fault
+//! table, the failover figures and the raw output files.
 
+pub mod deployment;
+pub mod faults;
 mod history;
 mod linearizability;
 mod lost_writes;
 mod model;
+pub mod report;
 mod revisions;
+pub mod runner;
+mod settle;
 mod verdict;
 mod watch;
+pub mod workload;
 
 pub use history::{
     ClientId, Entry, EntryId, FinalState, History, Key, Nanos, ObjectState, Operation, Outcome,

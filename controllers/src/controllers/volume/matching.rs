@@ -143,6 +143,12 @@ pub fn best_match(
 /// A Kubernetes quantity (`10Gi`, `500M`, `1.5e9`, `100m`) as whole bytes, rounded up; `None`
 /// for a malformed, negative or absurdly large quantity.
 pub fn parse_bytes(s: &str) -> Option<u128> {
+    parse_scaled(s, 0)
+}
+
+/// A Kubernetes quantity in units of 10^-`scale` (`scale` 3: thousandths, Kubernetes'
+/// `MilliValue`), rounded up; `None` as for [`parse_bytes`].
+pub fn parse_scaled(s: &str, scale: i64) -> Option<u128> {
     let s = s.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+'))
@@ -179,6 +185,7 @@ pub fn parse_bytes(s: &str) -> Option<u128> {
         _ => return None,
     };
     pow10 -= i64::try_from(frac.len()).ok()?;
+    pow10 += scale;
     let scaled = mantissa.checked_mul(1u128.checked_shl(pow2)?)?;
     if pow10 >= 0 {
         scaled.checked_mul(10u128.checked_pow(u32::try_from(pow10).ok()?)?)

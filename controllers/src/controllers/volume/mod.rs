@@ -21,7 +21,7 @@ use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use crate::error::Result;
 use crate::runtime::{Action, Change, Context, Controller, Informer, ObjectKey, Reconciler};
 
-pub use matching::parse_bytes;
+pub use matching::{parse_bytes, parse_scaled};
 
 /// The storage class the local provisioner serves (rkube serves no StorageClass objects, so the
 /// class is a constant rather than a looked-up provisioner).
@@ -58,7 +58,7 @@ pub struct VolumeOptions {
 impl Default for VolumeOptions {
     fn default() -> Self {
         VolumeOptions {
-            volume_root: "/var/lib/rkube/volumes".into(),
+            volume_root: crate::setup::DEFAULT_VOLUME_ROOT.into(),
             default_local: true,
         }
     }
