@@ -4,12 +4,15 @@
 //! `GET /` answers `You've hit <hostname>` (or `This is <version> running in pod <hostname>` when
 //! `--version` is given); `/healthz` and `/ready` are the liveness and readiness endpoints, and
 //! `POST /fail`, `POST /unready` and `POST /ready` flip them so probes can be seen to act.
+//! `POST /busy[?millicores=N]` makes it burn CPU (N thousandths of a core, default 1000) until
+//! `POST /idle`, so a HorizontalPodAutoscaler can be seen to act.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use http_body_util::Full;
@@ -131,6 +134,59 @@ struct App {
     requests: AtomicU64,
     healthy: AtomicBool,
     ready: AtomicBool,
+    /// The CPU load asked for by `POST /busy`, in millicores (0: idle), which a burner thread
+    /// (started by the first `POST /busy`) follows.
+    load: Arc<Load>,
+    burner: std::sync::Once,
+}
+
+/// The CPU load to burn, in millicores, and the signal that it changed.
+#[derive(Default)]
+struct Load {
+    millicores: std::sync::Mutex<u64>,
+    changed: std::sync::Condvar,
+}
+
+/// How often the burner thread alternates between spinning and sleeping.
+const BURN_SLICE: Duration = Duration::from_millis(10);
+
+/// Forever: spin for `millicores / 1000` of every [`BURN_SLICE`] and sleep the rest, or wait
+/// while the load is 0.
+fn burn(load: &Load) {
+    loop {
+        let millicores = {
+            let guard = load.millicores.lock().expect("load lock");
+            *load
+                .changed
+                .wait_while(guard, |m| *m == 0)
+                .expect("load lock")
+        };
+        let start = Instant::now();
+        let busy = BURN_SLICE * u32::try_from(millicores).unwrap_or(1000) / 1000;
+        while start.elapsed() < busy {
+            std::hint::spin_loop();
+        }
+        if let Some(rest) = BURN_SLICE.checked_sub(start.elapsed()) {
+            std::thread::sleep(rest);
+        }
+    }
+}
+
+/// The `millicores` of a `/busy` query: 1000 when absent, 1..=1000 otherwise.
+fn busy_millicores(query: Option<&str>) -> Result<u64, String> {
+    let value = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| pair.strip_prefix("millicores="));
+    match value {
+        None => Ok(1000),
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) if (1..=1000).contains(&n) => Ok(n),
+            _ => Err(format!(
+                "millicores must be a whole number from 1 to 1000, not {v:?}\n"
+            )),
+        },
+    }
 }
 
 impl App {
@@ -142,11 +198,25 @@ impl App {
             requests: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
             ready: AtomicBool::new(true),
+            load: Arc::new(Load::default()),
+            burner: std::sync::Once::new(),
+        }
+    }
+
+    /// Burn `millicores` (at most 1000) of CPU from now on, replacing any earlier load.
+    fn set_load(&self, millicores: u64) {
+        *self.load.millicores.lock().expect("load lock") = millicores.min(1000);
+        self.load.changed.notify_all();
+        if millicores > 0 {
+            self.burner.call_once(|| {
+                let load = self.load.clone();
+                std::thread::spawn(move || burn(&load));
+            });
         }
     }
 
     fn handle(&self, remote: SocketAddr, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        let (status, body) = self.route(req.method(), req.uri().path());
+        let (status, body) = self.route(req.method(), req.uri().path(), req.uri().query());
         tracing::debug!(%remote, method = %req.method(), path = req.uri().path(), status = status.as_u16(), "demo app request");
         let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = status;
@@ -157,7 +227,7 @@ impl App {
         response
     }
 
-    fn route(&self, method: &Method, path: &str) -> (StatusCode, String) {
+    fn route(&self, method: &Method, path: &str, query: Option<&str>) -> (StatusCode, String) {
         let host = &self.hostname;
         match (method, path) {
             (&Method::GET, "/") => {
@@ -198,13 +268,24 @@ impl App {
                 self.ready.store(true, Ordering::SeqCst);
                 (StatusCode::OK, format!("{host} is now ready\n"))
             }
-            (_, "/" | "/healthz" | "/ready" | "/fail" | "/unready") => (
+            (&Method::POST, "/busy") => match busy_millicores(query) {
+                Ok(millicores) => {
+                    self.set_load(millicores);
+                    (StatusCode::OK, format!("{host} is now burning {millicores}m of CPU\n"))
+                }
+                Err(msg) => (StatusCode::BAD_REQUEST, msg),
+            },
+            (&Method::POST, "/idle") => {
+                self.set_load(0);
+                (StatusCode::OK, format!("{host} is now idle\n"))
+            }
+            (_, "/" | "/healthz" | "/ready" | "/fail" | "/unready" | "/busy" | "/idle") => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 format!("method {method} is not allowed on {path}\n"),
             ),
             _ => (
                 StatusCode::NOT_FOUND,
-                format!("no such path {path}: try /, /healthz, /ready, POST /fail, POST /unready or POST /ready\n"),
+                format!("no such path {path}: try /, /healthz, /ready, POST /fail, POST /unready, POST /ready, POST /busy or POST /idle\n"),
             ),
         }
     }
@@ -378,6 +459,63 @@ mod tests {
         // A refused GET /fail did not fail the app.
         assert_eq!(app.request("GET", "/healthz").await.0, 200);
         app.stop().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn busy_and_idle_set_the_load() {
+        let app = Running::start(DemoArgs::default()).await;
+        let (status, body) = app.request("POST", "/busy?millicores=300").await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.ends_with("is now burning 300m of CPU\n"), "{body}");
+        let (status, body) = app.request("POST", "/busy").await;
+        assert!(
+            body.ends_with("is now burning 1000m of CPU\n"),
+            "{status} {body}"
+        );
+        assert_eq!(app.request("POST", "/busy?millicores=0").await.0, 400);
+        assert_eq!(app.request("POST", "/busy?millicores=2000").await.0, 400);
+        assert_eq!(app.request("GET", "/busy").await.0, 405);
+        let (status, body) = app.request("POST", "/idle").await;
+        assert!(body.ends_with("is now idle\n"), "{status} {body}");
+        // The app keeps serving while busy or idle.
+        assert_eq!(app.request("GET", "/healthz").await.0, 200);
+        app.stop().await.unwrap();
+    }
+
+    #[test]
+    fn busy_millicores_defaults_to_a_core_and_is_bounded() {
+        assert_eq!(busy_millicores(None), Ok(1000));
+        assert_eq!(busy_millicores(Some("x=1")), Ok(1000));
+        assert_eq!(busy_millicores(Some("x=1&millicores=250")), Ok(250));
+        assert!(busy_millicores(Some("millicores=0")).is_err());
+        assert!(busy_millicores(Some("millicores=1001")).is_err());
+        assert!(busy_millicores(Some("millicores=lots")).is_err());
+    }
+
+    #[test]
+    fn the_burner_uses_cpu_while_busy() {
+        // Thread CPU time of the burner, from /proc/self/task/<tid>/stat, is not reachable
+        // portably; measure the whole process (nextest runs each test in its own process).
+        fn cpu_ticks() -> u64 {
+            let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .unwrap()
+                .1
+                .split_whitespace()
+                .collect();
+            fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+        }
+        let app = App::new(DemoArgs::default(), "t".into());
+        app.set_load(1000);
+        let before = cpu_ticks();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // At least 0.2 s of CPU (20 ticks at the usual 100 Hz) within the deadline.
+        while cpu_ticks() < before + 20 {
+            assert!(Instant::now() < deadline, "the burner used no CPU");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        app.set_load(0);
     }
 
     #[tokio::test]
