@@ -262,6 +262,32 @@ impl ApiCluster {
             self.reapers.push(reap(rt));
         }
     }
+
+    /// Start killed server `id` again from its data directory, on the same peer and API
+    /// addresses (so clients that know the old address find it again).
+    pub async fn restart(&mut self, id: usize) {
+        assert!(!self.is_running(id), "server {id} is running");
+        // The killed runtimes must be gone, with their sockets, before the addresses are reused.
+        for r in self.reapers.drain(..) {
+            let _ = r.join();
+        }
+        let bind = |addr: String| async move {
+            wait_until(
+                Duration::from_secs(20),
+                &format!("{addr} free again"),
+                || {
+                    let addr = addr.clone();
+                    async move { TcpListener::bind(&addr).await.ok() }
+                },
+            )
+            .await
+        };
+        let server = &mut self.servers[id - 1];
+        let peer = bind(server.peer_addr.clone()).await;
+        let api = bind(server.api_addr.clone()).await;
+        // Joining again is not wanted: the data directory already says it is a member.
+        launch(server, peer, api).await;
+    }
 }
 
 async fn launch(server: &mut Server, peer: TcpListener, api: TcpListener) {
