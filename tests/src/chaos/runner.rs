@@ -239,7 +239,14 @@ where
     let mut failover_tasks = Vec::new();
     let mut not_recovered = Vec::new();
     let began = Instant::now();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Faults start once the workload has writes acknowledged on several keys,
+    // so the history holds operations from before the first fault.
+    let warm = (options.workload.clients.min(options.workload.keys) / 2).max(1) as usize;
+    crate::wait::wait_until(Duration::from_secs(60), "the workload under way", || {
+        let seen = known.lock().expect("known").len();
+        async move { (seen >= warm).then_some(()) }
+    })
+    .await;
     let mut step = 0usize;
     while began.elapsed() < options.duration || step < schedule.len() {
         let kinds = match schedule.get(step) {
