@@ -2,11 +2,11 @@
 # The docker compose deployment of rkube (deploy/docker-compose.yml): three servers and three
 # agents in containers on a private network.
 #
-#   deploy/compose.sh up         [--project P] [--dir DIR] [--port-offset N] [--image TAG]
-#                                [--build] [--binary PATH]
+#   deploy/compose.sh up         [--project P] [--dir DIR] [--port-offset N | --random-ports]
+#                                [--image TAG] [--build] [--binary PATH]
 #   deploy/compose.sh down       [--project P] [--volumes]
 #   deploy/compose.sh status     [--project P]
-#   deploy/compose.sh kubeconfig [--project P] [--dir DIR] [--port-offset N]
+#   deploy/compose.sh kubeconfig [--project P] [--dir DIR]
 #   deploy/compose.sh leader     [--project P]
 #
 # `up` builds the image with deploy/build-image.sh when it does not exist yet (or with --build),
@@ -16,7 +16,10 @@
 # and keeps the data volumes unless --volumes is given. `status` shows the containers and the
 # cluster's members. `leader` prints the service name of the Raft leader (e.g. server-1).
 # `--port-offset N` moves every published host port by N (API 16441-16443, node ports
-# 30000-30009 / 31000-31009 / 32000-32009), to run several projects side by side.
+# 30000-30009 / 31000-31009 / 32000-32009), to run several projects side by side;
+# `--random-ports` lets Docker pick free host ports instead (`status` and the kubeconfig show
+# them). RKUBE_SERVER_FLAGS / RKUBE_AGENT_FLAGS in the environment add flags to every server /
+# agent (see docker-compose.yml).
 #
 # Works with the `docker compose` plugin or the standalone `docker-compose`.
 set -euo pipefail
@@ -27,6 +30,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 project="rkube"
 dir="$here/.compose"
 offset=0
+random_ports=0
 image="rkube:dev"
 build=0
 binary=""
@@ -36,6 +40,7 @@ while [ $# -gt 0 ]; do
         --project) project="$2"; shift 2 ;;
         --dir) dir="$2"; shift 2 ;;
         --port-offset) offset="$2"; shift 2 ;;
+        --random-ports) random_ports=1; shift ;;
         --image) image="$2"; shift 2 ;;
         --build) build=1; shift ;;
         --binary) binary="$2"; shift 2 ;;
@@ -52,6 +57,11 @@ export RKUBE_API_PORT_3=$((16443 + offset))
 export RKUBE_NODEPORTS_1="$((30000 + offset))-$((30009 + offset))"
 export RKUBE_NODEPORTS_2="$((31000 + offset))-$((31009 + offset))"
 export RKUBE_NODEPORTS_3="$((32000 + offset))-$((32009 + offset))"
+if [ "$random_ports" -eq 1 ]; then
+    # Empty (but set): docker-compose.yml then publishes on host ports Docker chooses.
+    export RKUBE_API_PORT_1="" RKUBE_API_PORT_2="" RKUBE_API_PORT_3=""
+    export RKUBE_NODEPORTS_1="" RKUBE_NODEPORTS_2="" RKUBE_NODEPORTS_3=""
+fi
 
 # `docker compose` (the plugin) when present, else `docker-compose`.
 compose() {
@@ -109,6 +119,16 @@ ready_nodes_at_least() {
     [ "${n:-0}" -ge "$want" ]
 }
 
+# The host address (127.0.0.1:PORT) a service's container port is published on.
+published() {
+    local id addr
+    id="$(container "$1")"
+    [ -n "$id" ] || die "$1 has no container (run '$0 up')"
+    addr="$(docker port "$id" "$2/tcp" | grep -m1 '^127\.0\.0\.1:')" \
+        || die "$1 does not publish port $2 on 127.0.0.1"
+    echo "$addr"
+}
+
 kubeconfig() {
     mkdir -p "$dir"
     local id raw
@@ -117,10 +137,12 @@ kubeconfig() {
     raw="$(docker exec "$id" cat /data/admin.kubeconfig)" \
         || die "cannot read server-3's admin kubeconfig"
     # The servers advertise their in-network names; the host reaches them on published ports.
+    local p1 p2 p3
+    p1="$(published server-1 6443)" p2="$(published server-2 6443)" p3="$(published server-3 6443)"
     printf '%s\n' "$raw" | sed \
-        -e "s|https://server-1:6443|https://127.0.0.1:$RKUBE_API_PORT_1|g" \
-        -e "s|https://server-2:6443|https://127.0.0.1:$RKUBE_API_PORT_2|g" \
-        -e "s|https://server-3:6443|https://127.0.0.1:$RKUBE_API_PORT_3|g" \
+        -e "s|https://server-1:6443|https://$p1|g" \
+        -e "s|https://server-2:6443|https://$p2|g" \
+        -e "s|https://server-3:6443|https://$p3|g" \
         >"$dir/kubeconfig.tmp"
     chmod 600 "$dir/kubeconfig.tmp"
     mv "$dir/kubeconfig.tmp" "$dir/kubeconfig"
@@ -141,9 +163,10 @@ up() {
     local path
     path="$(kubeconfig)"
     echo "compose: 3 servers and 3 agents up (project $project); export RKUBECONFIG=$path"
-    echo "compose: API on 127.0.0.1:$RKUBE_API_PORT_1-$RKUBE_API_PORT_3; node ports 30000-30009 on" \
-        "127.0.0.1:$RKUBE_NODEPORTS_1 (agent-1), :$RKUBE_NODEPORTS_2 (agent-2)," \
-        ":$RKUBE_NODEPORTS_3 (agent-3)"
+    echo "compose: API on $(published server-1 6443), $(published server-2 6443)," \
+        "$(published server-3 6443); node port 30000 of agent-1, 2, 3 on" \
+        "$(published agent-1 30000), $(published agent-2 30000), $(published agent-3 30000)" \
+        "(30001-30009 alike)"
 }
 
 down() {
@@ -175,5 +198,5 @@ case "$cmd" in
     status) status ;;
     kubeconfig) kubeconfig ;;
     leader) leader ;;
-    *) echo "usage: $0 up|down|status|kubeconfig|leader [--project P] [--dir DIR] [--port-offset N] [--image TAG] [--build] [--binary PATH] [--volumes]" >&2; exit 2 ;;
+    *) echo "usage: $0 up|down|status|kubeconfig|leader [--project P] [--dir DIR] [--port-offset N | --random-ports] [--image TAG] [--build] [--binary PATH] [--volumes]" >&2; exit 2 ;;
 esac

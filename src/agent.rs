@@ -53,9 +53,26 @@ pub struct AgentArgs {
     /// the node name). Agents sharing one host need different values.
     #[arg(long)]
     pub pod_ip_block: Option<u8>,
+    /// This node's address as other nodes and the API servers reach it: the Node's InternalIP,
+    /// pods' `status.hostIP`, and the host of an unspecified --serve-address.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub node_ip: std::net::Ipv4Addr,
+    /// This node's pod range (e.g. 10.244.1.0/24) when nodes are separate hosts (containers):
+    /// pods get routable addresses from it instead of loopback ones, the range is published
+    /// as the Node's podCIDR, and the agent routes other nodes' ranges via their InternalIP.
+    /// Process runtime only; needs CAP_NET_ADMIN. Replaces --pod-ip-block.
+    #[arg(long, value_parser = parse_cidr, conflicts_with = "pod_ip_block")]
+    pub pod_cidr: Option<rkube_agent::service_cidr::ServiceCidr>,
     /// The address the NodePort service proxy listens on.
     #[arg(long, default_value = "127.0.0.1")]
     pub proxy_address: String,
+    /// Where the process runtime puts containers' cgroups to enforce their memory and cpu
+    /// limits: `auto` (a group `rkube-<node>` under the agent's own cgroup in each
+    /// hierarchy; on cgroup v2 at the top when the agent's group holds processes), a cgroup path such as `/rkube` (under each hierarchy's mount), or `none`
+    /// (limits unenforced). The Node's `rkube.io/resource-limits` annotation says what is
+    /// enforced, and pods whose limits are not get a `ResourceLimitsUnenforced` Event.
+    #[arg(long, default_value = "auto", value_parser = parse_cgroup_root)]
+    pub cgroup_root: rkube_agent::runtime::cgroups::CgroupRoot,
     /// Where the agent service (logs, exec, port forwarding and stats, for API servers only)
     /// listens, HOST:PORT; port 0 picks a free port. The address is published on the Node.
     #[arg(long, default_value = "127.0.0.1:0")]
@@ -77,6 +94,11 @@ pub struct AgentArgs {
     /// Do not run the cluster DNS responder.
     #[arg(long)]
     pub no_cluster_dns: bool,
+    /// How often the node renews its Lease and posts its status (the kubelet's
+    /// node-status-update-frequency); keep it well under the servers'
+    /// --node-monitor-grace-period.
+    #[arg(long, default_value = "10s", value_parser = parse_heartbeat)]
+    pub heartbeat_interval: std::time::Duration,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -86,7 +108,19 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
     Ok((k.to_string(), v.to_string()))
 }
 
+fn parse_heartbeat(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < std::time::Duration::from_millis(100) {
+        return Err(format!("{s} is too short: at least 100ms"));
+    }
+    Ok(d)
+}
+
 fn parse_cidr(s: &str) -> Result<rkube_agent::service_cidr::ServiceCidr, String> {
+    s.parse()
+}
+
+fn parse_cgroup_root(s: &str) -> Result<rkube_agent::runtime::cgroups::CgroupRoot, String> {
     s.parse()
 }
 
@@ -113,15 +147,19 @@ pub async fn run(
         options.memory = memory;
     }
     options.max_pods = args.max_pods;
+    options.heartbeat_interval = args.heartbeat_interval;
     options.runtime = args.runtime;
     options.docker = rkube_agent::runtime::DockerOptions {
         socket: args.docker_socket,
         network: args.docker_network,
         sandbox_image: args.docker_sandbox_image,
     };
+    options.cgroup_root = args.cgroup_root;
     if let Some(block) = args.pod_ip_block {
         options.pod_ip_block = block;
     }
+    options.pod_cidr = args.pod_cidr;
+    options.host_ip = args.node_ip.to_string();
     options.proxy_address = args.proxy_address;
     options.serve_address = Some(args.serve_address);
     options.proxy = !args.no_proxy;

@@ -1,5 +1,6 @@
-//! Events about pods, as the kubelet reports them (`Unhealthy`, `Killing`): core/v1 Events
-//! created in the background, best effort, so a worker never waits on the API for them.
+//! Events about pods, as the kubelet reports them (`Unhealthy`, `Killing`,
+//! `ResourceLimitsUnenforced`): core/v1 Events created in the background, best effort, so a
+//! worker never waits on the API for them.
 
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};

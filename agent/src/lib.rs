@@ -28,7 +28,10 @@
 //! Containers share the host's network, so each pod gets its own loopback address
 //! `127.<block>.<y>.<z>` (the block is per node, [`AgentOptions::pod_ip_block`]), exported to its
 //! containers as `POD_IP` and reported as `status.podIP`. A pod must bind its listeners to
-//! `POD_IP` (not `0.0.0.0`) for two replicas on one node not to collide on ports.
+//! `POD_IP` (not `0.0.0.0`) for two replicas on one node not to collide on ports. Loopback
+//! addresses are reachable on this host only; agents on different hosts (containers) give
+//! their pods addresses from their own [`AgentOptions::pod_cidr`] instead, routed between
+//! nodes ([`pod_network`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
@@ -39,11 +42,13 @@ use std::time::Duration;
 use rkube_client::Client;
 
 pub mod backoff;
+pub mod container_log;
 pub mod dns;
 pub mod env;
 pub mod error;
 mod events;
 pub mod node;
+pub mod pod_network;
 mod pods;
 pub mod probe;
 pub mod proxy;
@@ -110,6 +115,9 @@ pub struct AgentOptions {
     /// The second octet of this node's pod addresses (1–254): agents sharing a host need
     /// different blocks. Default: derived from the node name.
     pub pod_ip_block: u8,
+    /// This node's pod range (`--pod-cidr`): pods get addresses from it instead of loopback
+    /// ones, and reach other nodes' pods over routes ([`pod_network`]). Needs CAP_NET_ADMIN.
+    pub pod_cidr: Option<service_cidr::ServiceCidr>,
     /// How often the Lease and the Node's Ready condition are renewed.
     pub heartbeat_interval: Duration,
     pub backoff: BackoffPolicy,
@@ -126,12 +134,18 @@ pub struct AgentOptions {
     pub cluster_dns: Option<std::net::SocketAddr>,
     /// The engine socket, pod network and sandbox image of the docker runtime.
     pub docker: runtime::DockerOptions,
+    /// Where the process runtime puts containers' cgroups to enforce their limits
+    /// ([`runtime::cgroups`]); [`runtime::cgroups::CgroupRoot::Disabled`] enforces none.
+    pub cgroup_root: runtime::cgroups::CgroupRoot,
     /// Where the agent service ([`serve`]: logs, exec, port forwarding, stats for the API
     /// servers) listens; port 0 picks a free port. The address it got is published on the
     /// Node. `None`: not served.
     pub serve_address: Option<String>,
     /// The agent service as published on the Node (set by [`run`] once it is bound).
     pub(crate) endpoint: Option<serve::Endpoint>,
+    /// How resource limits are enforced, as published on the Node (set by [`run`] once the
+    /// runtime is up).
+    pub(crate) limits_enforcement: Option<String>,
 }
 
 impl AgentOptions {
@@ -151,6 +165,7 @@ impl AgentOptions {
             runtime: RuntimeKind::Process,
             host_ip: "127.0.0.1".into(),
             pod_ip_block: 1 + (hash % 254) as u8,
+            pod_cidr: None,
             heartbeat_interval: Duration::from_secs(10),
             backoff: BackoffPolicy::default(),
             proxy: true,
@@ -161,8 +176,10 @@ impl AgentOptions {
                 .expect("the default service CIDR is valid"),
             cluster_dns: Some(dns::DEFAULT_ADDRESS.parse().expect("a socket address")),
             docker: runtime::DockerOptions::default(),
+            cgroup_root: runtime::cgroups::CgroupRoot::Auto,
             serve_address: Some("127.0.0.1:0".into()),
             endpoint: None,
+            limits_enforcement: None,
         }
     }
 
@@ -182,6 +199,11 @@ impl AgentOptions {
                 "proxy address {:?} is not an IP address",
                 self.proxy_address
             )));
+        }
+        if self.runtime == RuntimeKind::Docker && self.pod_cidr.is_some() {
+            return Err(Error::Config(
+                "--pod-cidr is for the process runtime: docker runtime pods get their addresses from the docker network".into(),
+            ));
         }
         if self.runtime == RuntimeKind::Docker && self.docker.network.is_empty() {
             return Err(Error::Config(
@@ -213,17 +235,42 @@ pub async fn run(
     };
     let pods_dir = options.data_dir.join("pods");
     std::fs::create_dir_all(&pods_dir).map_err(|e| Error::io(&pods_dir, e))?;
-    let options = Arc::new(options);
-    register_with_retry(&client, &options).await?;
-    let heartbeat = tokio::spawn(node::heartbeat(client.clone(), options.clone()));
-    let (mut services, service_watch) = services::start(client.clone());
-    let service_tasks = start_service_traffic(&client, &options, &services).await;
     let runtime: Arc<dyn runtime::Runtime> = match options.runtime {
-        RuntimeKind::Process => Arc::new(runtime::ProcessRuntime::new()),
+        RuntimeKind::Process => {
+            let cgroups =
+                runtime::cgroups::Cgroups::detect(&options.cgroup_root, &options.node_name);
+            Arc::new(runtime::ProcessRuntime::with_cgroups(Arc::new(cgroups)))
+        }
         RuntimeKind::Docker => Arc::new(
             runtime::DockerRuntime::connect(&options.node_name, options.docker.clone()).await?,
         ),
     };
+    options.limits_enforcement = Some(runtime.limits_enforcement());
+    if let Some(cidr) = options.pod_cidr {
+        pod_network::setup(cidr).await.map_err(|e| {
+            Error::Config(format!(
+                "the pod range --pod-cidr {cidr} cannot be used: {e}"
+            ))
+        })?;
+        tracing::info!(%cidr, "pod range is local on this node");
+    }
+    let options = Arc::new(options);
+    register_with_retry(&client, &options).await?;
+    let heartbeat = tokio::spawn(node::heartbeat(client.clone(), options.clone()));
+    let routes = options.pod_cidr.map(|cidr| {
+        tokio::spawn(pod_network::sync_routes(
+            client.clone(),
+            options.node_name.clone(),
+            cidr,
+        ))
+    });
+    // The agent sets the node's `kubernetes.io/hostname` label to its name.
+    let reclaim = tokio::spawn(volumes::reclaim::run(
+        client.clone(),
+        options.node_name.clone(),
+    ));
+    let (mut services, service_watch) = services::start(client.clone());
+    let service_tasks = start_service_traffic(&client, &options, &services).await;
     // Containers get the Services of their namespace as variables: list them first.
     if !services::wait_synced(&mut services, SERVICE_SYNC_WAIT).await {
         tracing::warn!("services not listed yet; containers started now wait for them");
@@ -246,12 +293,19 @@ pub async fn run(
         client,
         node_pods,
         runtime,
-        ips: IpPool::new(options.pod_ip_block),
+        ips: match options.pod_cidr {
+            Some(cidr) => IpPool::range(cidr),
+            None => IpPool::new(options.pod_ip_block),
+        },
         options,
         services,
     });
     pods::run(ctx, shutdown).await;
     heartbeat.abort();
+    reclaim.abort();
+    if let Some(routes) = routes {
+        routes.abort();
+    }
     if let Some(task) = agent_service {
         task.abort();
     }
@@ -335,44 +389,100 @@ async fn register_with_retry(client: &Client, options: &AgentOptions) -> Result<
     }
 }
 
-/// Pod addresses: `127.<block>.<y>.<z>` from a per-node counter, skipping addresses in use.
+/// Pod addresses: from the loopback block or the pod range, by a per-node counter, skipping
+/// addresses in use.
 pub(crate) struct IpPool {
-    block: u8,
+    addresses: PodAddresses,
     state: Mutex<(u32, HashSet<String>)>,
 }
 
-/// Addresses per block: y and z each run 1..=254.
+/// Where a node's pod addresses come from.
+enum PodAddresses {
+    /// `127.<block>.<y>.<z>`, y and z each 1..=254.
+    Loopback(u8),
+    /// A pod range's host addresses ([`pod_network::host_addresses`]).
+    Range(service_cidr::ServiceCidr),
+}
+
+/// Addresses per loopback block: y and z each run 1..=254.
 const BLOCK_SIZE: u32 = 254 * 254;
+
+impl PodAddresses {
+    fn size(&self) -> u32 {
+        match self {
+            PodAddresses::Loopback(_) => BLOCK_SIZE,
+            PodAddresses::Range(cidr) => pod_network::host_addresses(*cidr).count() as u32,
+        }
+    }
+
+    /// The `n`th address (`n < size()`).
+    fn nth(&self, n: u32) -> String {
+        match self {
+            PodAddresses::Loopback(block) => format!("127.{block}.{}.{}", 1 + n / 254, 1 + n % 254),
+            PodAddresses::Range(cidr) => pod_network::host_addresses(*cidr)
+                .nth(n as usize)
+                .expect("n is below the range's size")
+                .to_string(),
+        }
+    }
+
+    fn contains(&self, ip: &str) -> bool {
+        match self {
+            PodAddresses::Loopback(block) => ip.starts_with(&format!("127.{block}.")),
+            PodAddresses::Range(cidr) => ip
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|a| pod_network::host_addresses(*cidr).any(|h| h == a)),
+        }
+    }
+}
+
+impl std::fmt::Display for PodAddresses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PodAddresses::Loopback(block) => write!(f, "127.{block}.0.0/16"),
+            PodAddresses::Range(cidr) => write!(f, "{cidr}"),
+        }
+    }
+}
 
 impl IpPool {
     fn new(block: u8) -> IpPool {
         IpPool {
-            block,
+            addresses: PodAddresses::Loopback(block),
+            state: Mutex::new((0, HashSet::new())),
+        }
+    }
+
+    /// Addresses from a pod range (`--pod-cidr`).
+    fn range(cidr: service_cidr::ServiceCidr) -> IpPool {
+        IpPool {
+            addresses: PodAddresses::Range(cidr),
             state: Mutex::new((0, HashSet::new())),
         }
     }
 
     /// An address for a pod: `previous` (its reported podIP, after an agent restart) when it is
-    /// in this node's block and free, else the next free one.
+    /// one of this node's and free, else the next free one.
     pub(crate) fn allocate(&self, previous: Option<&str>) -> Result<String> {
         let mut state = self.state.lock().expect("ip pool lock");
         let (counter, used) = &mut *state;
-        if let Some(ip) = previous.filter(|ip| ip.starts_with(&format!("127.{}.", self.block))) {
+        if let Some(ip) = previous.filter(|ip| self.addresses.contains(ip)) {
             if used.insert(ip.to_string()) {
                 return Ok(ip.to_string());
             }
         }
-        for _ in 0..BLOCK_SIZE {
-            let n = *counter % BLOCK_SIZE;
+        let size = self.addresses.size();
+        for _ in 0..size {
+            let n = *counter % size;
             *counter = counter.wrapping_add(1);
-            let ip = format!("127.{}.{}.{}", self.block, 1 + n / 254, 1 + n % 254);
+            let ip = self.addresses.nth(n);
             if used.insert(ip.clone()) {
                 return Ok(ip);
             }
         }
         Err(Error::Runtime(format!(
-            "no free pod address left in 127.{}.0.0/16",
-            self.block
+            "no free pod address left in {}",
+            self.addresses
         )))
     }
 
@@ -397,6 +507,32 @@ mod tests {
         assert_eq!(pool.allocate(Some("10.0.0.1")).unwrap(), "127.7.1.4");
         pool.release(&a);
         assert_eq!(pool.allocate(Some(&a)).unwrap(), a);
+    }
+
+    #[test]
+    fn pod_addresses_from_a_pod_range_skip_network_gateway_and_broadcast() {
+        let pool = IpPool::range("10.244.3.0/29".parse().unwrap());
+        let got: Vec<String> = (0..5).map(|_| pool.allocate(None).unwrap()).collect();
+        assert_eq!(
+            got,
+            [
+                "10.244.3.2",
+                "10.244.3.3",
+                "10.244.3.4",
+                "10.244.3.5",
+                "10.244.3.6"
+            ]
+        );
+        let full = pool.allocate(None).unwrap_err().to_string();
+        assert!(
+            full.contains("no free pod address left in 10.244.3.0/29"),
+            "{full}"
+        );
+        pool.release("10.244.3.4");
+        // After a restart a pod keeps its address when it is in the range and free.
+        assert_eq!(pool.allocate(Some("10.244.3.4")).unwrap(), "10.244.3.4");
+        pool.release("10.244.3.5");
+        assert_eq!(pool.allocate(Some("10.244.3.7")).unwrap(), "10.244.3.5");
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! The agent's Node: registering it (create, or take over an existing one on restart), and the
+//! The agent's Node: registering it (create, or take over an existing one on restart; its
+//! annotations publish the agent service and how resource limits are enforced, its
+//! `spec.podCIDR` the node's pod range when it has one), and the
 //! heartbeats the node lifecycle controller watches: the Lease `kube-node-lease/<node>` and the
 //! Node's Ready condition, both renewed every heartbeat interval. A Node deleted while the agent
 //! runs is registered again at the next heartbeat.
@@ -7,7 +9,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{
-    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeStatus,
+    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus,
     NodeSystemInfo,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -42,21 +44,14 @@ pub fn node_object(options: &AgentOptions, previous: Option<&NodeStatus>, now: &
         metadata: ObjectMeta {
             name: Some(options.node_name.clone()),
             labels: Some(labels),
-            annotations: options.endpoint.as_ref().map(|e| {
-                BTreeMap::from([
-                    (
-                        crate::serve::ADDRESS_ANNOTATION.to_string(),
-                        e.address.clone(),
-                    ),
-                    (
-                        crate::serve::CERT_ANNOTATION.to_string(),
-                        e.cert_sha256.clone(),
-                    ),
-                ])
-            }),
+            annotations: Some(annotations(options)).filter(|a| !a.is_empty()),
             ..Default::default()
         },
-        spec: None,
+        spec: options.pod_cidr.map(|cidr| NodeSpec {
+            pod_cidr: Some(cidr.to_string()),
+            pod_cidrs: Some(vec![cidr.to_string()]),
+            ..Default::default()
+        }),
         status: Some(NodeStatus {
             capacity: Some(capacity.clone()),
             allocatable: Some(capacity),
@@ -98,6 +93,28 @@ pub fn node_object(options: &AgentOptions, previous: Option<&NodeStatus>, now: &
     }
 }
 
+/// The agent service's address and certificate, and how resource limits are enforced.
+fn annotations(options: &AgentOptions) -> BTreeMap<String, String> {
+    let mut annotations = BTreeMap::new();
+    if let Some(e) = &options.endpoint {
+        annotations.insert(
+            crate::serve::ADDRESS_ANNOTATION.to_string(),
+            e.address.clone(),
+        );
+        annotations.insert(
+            crate::serve::CERT_ANNOTATION.to_string(),
+            e.cert_sha256.clone(),
+        );
+    }
+    if let Some(enforcement) = &options.limits_enforcement {
+        annotations.insert(
+            crate::runtime::cgroups::ENFORCEMENT_ANNOTATION.to_string(),
+            enforcement.clone(),
+        );
+    }
+    annotations
+}
+
 /// Kubernetes names architectures as Go does.
 fn go_arch() -> &'static str {
     match std::env::consts::ARCH {
@@ -122,6 +139,11 @@ pub async fn register(client: &Client, options: &AgentOptions) -> Result<()> {
                 .annotations
                 .get_or_insert_with(Default::default);
             annotations.extend(desired.metadata.annotations.clone().unwrap_or_default());
+            if let Some(cidr) = options.pod_cidr {
+                let spec = current.spec.get_or_insert_with(Default::default);
+                spec.pod_cidr = Some(cidr.to_string());
+                spec.pod_cidrs = Some(vec![cidr.to_string()]);
+            }
             client.update_typed(&current).await?
         }
         Err(e) => return Err(e.into()),

@@ -225,6 +225,28 @@ impl Agent for AgentService {
             }
             other => other.map(|n| n as u64),
         };
+        let since = match (r.since_seconds, r.since_time.as_str()) {
+            (Some(_), t) if !t.is_empty() => {
+                return Err(Status::invalid_argument(
+                    "at most one of since_seconds and since_time may be given",
+                ))
+            }
+            (Some(n), _) if n <= 0 => {
+                return Err(Status::invalid_argument(format!(
+                    "since_seconds must be positive, got {n}"
+                )))
+            }
+            (Some(n), _) => Some(
+                jiff::Timestamp::now()
+                    .checked_sub(jiff::SignedDuration::from_secs(n))
+                    .unwrap_or(jiff::Timestamp::MIN),
+            ),
+            (None, "") => None,
+            (None, t) => Some(t.parse::<jiff::Timestamp>().map_err(|e| {
+                Status::invalid_argument(format!("since_time {t:?} is not an RFC 3339 time: {e}"))
+            })?),
+        };
+        let view = crate::container_log::Renderer::new(since, r.timestamps);
         let follow = r.follow && !r.previous && container.running.is_some();
         let (tx, rx) = mpsc::channel(8);
         let shared = self.shared.clone();
@@ -239,7 +261,7 @@ impl Agent for AgentService {
                     .and_then(|c| c.running)
                     != instance
             };
-            if let Err(e) = logs::stream(&path, tail, follow, ended, tx).await {
+            if let Err(e) = logs::stream(&path, tail, follow, view, ended, tx).await {
                 tracing::debug!(log = %path.display(), error = %e, "cannot stream a container log");
             }
         });

@@ -63,14 +63,13 @@ impl std::str::FromStr for ServiceCidr {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad =
-            || format!("invalid service CIDR {s:?}: expected an IPv4 network like 10.96.0.0/16");
+        let bad = || format!("invalid CIDR {s:?}: expected an IPv4 network like 10.96.0.0/16");
         let (ip, len) = s.split_once('/').ok_or_else(bad)?;
         let ip: Ipv4Addr = ip.parse().map_err(|_| bad())?;
         let prefix: u8 = len.parse().map_err(|_| bad())?;
         if !(8..=30).contains(&prefix) {
             return Err(format!(
-                "invalid service CIDR {s:?}: the prefix length must be between 8 and 30"
+                "invalid CIDR {s:?}: the prefix length must be between 8 and 30"
             ));
         }
         let cidr = ServiceCidr {
@@ -80,7 +79,7 @@ impl std::str::FromStr for ServiceCidr {
         if !cidr.contains(IpAddr::V4(ip)) {
             let mask = u32::MAX << (32 - u32::from(prefix));
             return Err(format!(
-                "invalid service CIDR {s:?}: host bits are set (did you mean {}/{prefix}?)",
+                "invalid CIDR {s:?}: host bits are set (did you mean {}/{prefix}?)",
                 Ipv4Addr::from(u32::from(ip) & mask)
             ));
         }
@@ -190,7 +189,7 @@ mod tests {
         assert!(wide.contains("10.111.1.1".parse().unwrap()));
         assert_eq!(
             "10.96.0.1/16".parse::<ServiceCidr>().unwrap_err(),
-            "invalid service CIDR \"10.96.0.1/16\": host bits are set (did you mean 10.96.0.0/16?)"
+            "invalid CIDR \"10.96.0.1/16\": host bits are set (did you mean 10.96.0.0/16?)"
         );
         assert!("10.96.0.0".parse::<ServiceCidr>().is_err());
         assert!("10.96.0.0/4".parse::<ServiceCidr>().is_err());

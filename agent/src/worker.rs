@@ -128,6 +128,8 @@ struct Slot {
     blocked: bool,
     /// The running container's probes.
     probes: Option<probing::Probes>,
+    /// The pod was told (a Warning Event) that some of the container's limits are unenforced.
+    limits_warned: bool,
 }
 
 struct Worker {
@@ -221,6 +223,7 @@ impl Worker {
                     attempts,
                     blocked: blocked_reason.is_some(),
                     probes: None,
+                    limits_warned: false,
                 }
             })
             .collect();
@@ -388,6 +391,21 @@ impl Worker {
                 slot.status.container_id = Some(format!("{}://{}", runtime.name(), started.id));
                 slot.restart_at = None;
                 slot.live = Some(started);
+                if !slot.limits_warned {
+                    if let Some(why) = runtime.unenforced_limits(&spec.engine.limits) {
+                        slot.limits_warned = true;
+                        tracing::warn!(pod = %self.name, namespace = %self.namespace, container = %spec.name, %why, "resource limits unenforced");
+                        crate::events::record(
+                            &self.ctx.client,
+                            &self.ctx.options.node_name,
+                            &self.pod,
+                            &spec.name,
+                            crate::events::WARNING,
+                            "ResourceLimitsUnenforced",
+                            format!("container {}: {why}", spec.name),
+                        );
+                    }
+                }
                 self.publish();
                 self.start_probes(i);
             }
@@ -403,6 +421,7 @@ impl Worker {
                     exit_code: 128,
                     signal: None,
                     finished_at: jiff::Timestamp::now(),
+                    oom_killed: false,
                 };
                 self.record_exit(i, exit, None, "StartError", Some(e.to_string()));
             }
@@ -511,6 +530,7 @@ impl Worker {
                             exit_code: 128,
                             signal: None,
                             finished_at: jiff::Timestamp::now(),
+                            oom_killed: false,
                         }),
                     )
                 }))
@@ -531,7 +551,9 @@ impl Worker {
         };
         self.ctx.runtime.remove(&started.id);
         self.publish();
-        let reason = if exit.exit_code == 0 {
+        let reason = if exit.oom_killed {
+            "OOMKilled"
+        } else if exit.exit_code == 0 {
             "Completed"
         } else {
             "Error"

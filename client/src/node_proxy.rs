@@ -26,6 +26,12 @@ pub struct LogOptions {
     pub previous: bool,
     /// Only the last N lines.
     pub tail_lines: Option<i64>,
+    /// Only the lines of the last N seconds.
+    pub since_seconds: Option<i64>,
+    /// Only the lines written at or after this time (RFC 3339).
+    pub since_time: Option<String>,
+    /// Prefix each line with the time it was logged.
+    pub timestamps: bool,
 }
 
 /// What an exec'd command does, in order; `Exit` comes last.
@@ -68,6 +74,9 @@ impl Client {
             follow: options.follow,
             previous: options.previous,
             tail_lines: options.tail_lines,
+            since_seconds: options.since_seconds,
+            since_time: options.since_time.clone().unwrap_or_default(),
+            timestamps: options.timestamps,
         };
         let stream = self
             .call(|ch| {

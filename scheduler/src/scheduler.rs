@@ -1,9 +1,11 @@
 //! The scheduling loop on the shared controller runtime: pending pods are queued, each is
 //! placed by the algorithm against a cached snapshot (with the pods it bound but has not yet
 //! seen confirmed "assumed" in it), and bound through the API with a resourceVersion
-//! precondition, so a pod is never bound twice. Pods that fit nowhere get `PodScheduled=False`
-//! with Kubernetes' message and an Event, and are retried with back-off when nodes or pods change;
-//! higher-priority pods may preempt lower-priority ones.
+//! precondition, so a pod is never bound twice. Claims of the pod that wait for their first
+//! consumer get the chosen node in `volume.kubernetes.io/selected-node` just before the binding.
+//! Pods that fit nowhere get `PodScheduled=False` with Kubernetes' message and an Event, and are
+//! retried with back-off when nodes or pods change; higher-priority pods may preempt
+//! lower-priority ones.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,6 +17,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use rand::SeedableRng;
+use rkube_controllers::controllers::volume::SELECTED_NODE_ANNOTATION;
 use rkube_controllers::runtime::events::{NORMAL, WARNING};
 use rkube_controllers::runtime::{
     Action, ApiExt, Change, Context, Controller, DeleteOptions, Informer, ObjectKey, Reconciler,
@@ -245,6 +248,25 @@ impl Scheduler {
             .map(|_| ())
     }
 
+    /// Kubernetes' VolumeBinding PreBind for claims waiting for their first consumer: write the
+    /// chosen node into each claim's selected-node annotation, so the local provisioner creates
+    /// its volume there. The pod is bound right after; its agent waits for the claim to be Bound
+    /// before starting the containers.
+    async fn select_node(&self, pod: &Pod, result: &algorithm::ScheduleResult) -> Result<()> {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+        for claim in &result.claims_to_select {
+            let patch = json!({
+                "metadata": {"annotations": {SELECTED_NODE_ANNOTATION: result.node}},
+            });
+            self.ctx
+                .api
+                .merge_patch::<PersistentVolumeClaim>(ns, claim, patch, false)
+                .await?;
+            tracing::debug!(namespace = ns, claim = %claim, node = %result.node, "selected the node of a claim waiting for its first consumer");
+        }
+        Ok(())
+    }
+
     async fn mark_unschedulable(&self, pod: &Pod, message: &str) -> Result<()> {
         let current = pod
             .status
@@ -340,16 +362,33 @@ impl Reconciler for Scheduler {
                     assumed.spec.get_or_insert_with(Default::default).node_name =
                         Some(r.node.clone());
                     s.add_pod(&assumed);
+                    for claim in &r.claims_to_select {
+                        s.assume_claim_annotation(
+                            &key.namespace,
+                            claim,
+                            SELECTED_NODE_ANNOTATION,
+                            &r.node,
+                        );
+                    }
                 }
                 result
             })
         };
         match decision {
             Ok(r) => {
-                if let Err(e) = self.bind(&pod, &r.node).await {
-                    // Forget the assumption; the pod is retried from the cache.
-                    if let Some(s) = self.state.snapshot.lock().expect("snapshot lock").as_mut() {
-                        s.remove_pod(&key.namespace, &key.name);
+                let written = match self.select_node(&pod, &r).await {
+                    Ok(()) => self.bind(&pod, &r.node).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = written {
+                    // Forget the assumptions; the pod is retried from the cache.
+                    let mut guard = self.state.snapshot.lock().expect("snapshot lock");
+                    if r.claims_to_select.is_empty() {
+                        if let Some(s) = guard.as_mut() {
+                            s.remove_pod(&key.namespace, &key.name);
+                        }
+                    } else {
+                        *guard = None;
                     }
                     return Err(e);
                 }
@@ -402,3 +441,6 @@ impl Reconciler for Scheduler {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

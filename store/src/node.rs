@@ -281,6 +281,25 @@ impl Store {
         Some((id, node.addr.clone()))
     }
 
+    /// Whether this replica is cut off from the cluster right now: a leader that no quorum has
+    /// acknowledged for more than twice the longest election timeout (openraft does not make
+    /// such a leader step down: it keeps believing it leads while a partition lasts), or a
+    /// replica that knows no leader. A watch served here is then ended, so that its client
+    /// resumes it on a replica that still receives the cluster's writes (etcd's
+    /// `WithRequireLeader`).
+    pub fn cut_off(&self) -> bool {
+        let metrics = self.inner.raft.metrics();
+        let m = metrics.borrow();
+        match m.state {
+            ServerState::Leader => {
+                let limit = 2 * self.inner.config.election_timeout_max.as_millis() as u64;
+                m.millis_since_quorum_ack.is_some_and(|ms| ms > limit)
+            }
+            ServerState::Shutdown => true,
+            _ => m.current_leader.is_none(),
+        }
+    }
+
     /// Wait (bounded by the request timeout) until some leader is known.
     async fn wait_leader(&self) -> Result<(NodeId, String)> {
         let deadline = tokio::time::Instant::now() + self.inner.config.request_timeout;
@@ -567,15 +586,18 @@ impl Store {
     }
 
     /// Watch a key or range from a revision. The stream ends with an error if the revision was
-    /// compacted or the replica stops; otherwise it runs until dropped.
+    /// compacted, the replica stops, or it stays cut off from the cluster (see
+    /// [`Store::cut_off`]); otherwise it runs until dropped.
     pub fn watch(&self, req: pb::WatchRequest) -> ReceiverStream<Result<pb::WatchResponse>> {
         let (tx, rx) = mpsc::channel(256);
         let me = self.clone();
+        let health = self.clone();
         tokio::spawn(watch::run_watch(
             self.inner.db.clone(),
             self.inner.hub.clone(),
             req,
             move |rev| me.header(rev),
+            move || health.cut_off(),
             tx,
         ));
         ReceiverStream::new(rx)

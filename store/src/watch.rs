@@ -85,16 +85,26 @@ impl WatchHub {
     }
 }
 
+/// How often a watch checks that its replica is still in touch with the cluster.
+const CUT_OFF_CHECK: Duration = Duration::from_secs(1);
+/// A watch whose replica stayed cut off this long ends with `Unavailable` (longer than a
+/// normal election, so failovers do not end watches).
+const CUT_OFF_LIMIT: Duration = Duration::from_secs(5);
+
 /// One watch: replay from history, then follow live batches. Responses go to `out` until the
-/// receiver is dropped; an error ends the watch and is sent as the last item.
+/// receiver is dropped; an error ends the watch and is sent as the last item. `cut_off` says
+/// whether the replica is cut off from the cluster right now: a watch on a replica cut off
+/// for [`CUT_OFF_LIMIT`] ends with `Unavailable`, since it would silently stop receiving
+/// events while the rest of the cluster goes on.
 pub async fn run_watch(
     db: Db,
     hub: WatchHub,
     req: pb::WatchRequest,
     header: impl Fn(i64) -> pb::ResponseHeader + Send + 'static,
+    cut_off: impl Fn() -> bool + Send + 'static,
     out: mpsc::Sender<Result<pb::WatchResponse>>,
 ) {
-    if let Err(e) = watch_loop(&db, &hub, &req, &header, &out).await {
+    if let Err(e) = watch_loop(&db, &hub, &req, &header, &cut_off, &out).await {
         let _ = out.send(Err(e)).await;
     }
 }
@@ -104,6 +114,7 @@ async fn watch_loop(
     hub: &WatchHub,
     req: &pb::WatchRequest,
     header: &(impl Fn(i64) -> pb::ResponseHeader + Send),
+    cut_off: &(impl Fn() -> bool + Send),
     out: &mpsc::Sender<Result<pb::WatchResponse>>,
 ) -> Result<()> {
     if req.key.is_empty() && req.range_end.is_empty() {
@@ -126,6 +137,9 @@ async fn watch_loop(
         p.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         p.reset();
     }
+    let mut health = tokio::time::interval(CUT_OFF_CHECK);
+    health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut cut_since: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             batch = live.recv() => match batch {
@@ -158,6 +172,15 @@ async fn watch_loop(
                 let resp = pb::WatchResponse { header: Some(header(through)), events: vec![], progress_notify: true };
                 if out.send(Ok(resp)).await.is_err() {
                     return Ok(());
+                }
+            }
+            _ = health.tick() => {
+                if !cut_off() {
+                    cut_since = None;
+                } else if cut_since.get_or_insert_with(tokio::time::Instant::now).elapsed() >= CUT_OFF_LIMIT {
+                    return Err(Error::Unavailable(format!(
+                        "this replica has been cut off from the cluster's leader for {CUT_OFF_LIMIT:?}; resume the watch on another replica"
+                    )));
                 }
             }
             _ = out.closed() => return Ok(()),

@@ -79,7 +79,14 @@ impl Fixture {
             revision,
             ..Default::default()
         };
-        tokio::spawn(run_watch(self.db.clone(), self.sm.hub(), req, header, tx));
+        tokio::spawn(run_watch(
+            self.db.clone(),
+            self.sm.hub(),
+            req,
+            header,
+            || false,
+            tx,
+        ));
         rx
     }
 }

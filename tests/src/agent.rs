@@ -8,6 +8,13 @@ use k8s_openapi::api::core::v1::Pod;
 use rkube_agent::{AgentOptions, BackoffPolicy};
 use rkube_client::Client;
 
+/// A container's log file (under [`Agent::pod_dir`]) as the container wrote it: the agent keeps
+/// it as records with times ([`rkube_agent::container_log`]).
+pub fn read_log(path: &std::path::Path) -> std::io::Result<String> {
+    let file = std::fs::read(path)?;
+    Ok(String::from_utf8_lossy(&rkube_agent::container_log::decode(&file)).into_owned())
+}
+
 /// A running in-process agent; [`Agent::stop`] shuts it down.
 pub struct Agent {
     stop: Option<tokio::sync::oneshot::Sender<()>>,

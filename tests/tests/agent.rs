@@ -88,7 +88,7 @@ async fn logged(path: &Path, key: &str) -> String {
         TIMEOUT,
         &format!("{key} in {}", path.display()),
         || async move {
-            let log = std::fs::read_to_string(path).ok()?;
+            let log = rkube_tests::agent::read_log(path).ok()?;
             log.lines()
                 .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
         },
@@ -175,7 +175,7 @@ async fn agent_runs_pods_on_the_process_runtime() {
     assert!(c.ready && c.state.unwrap().running.is_some() && c.restart_count == 0);
     let log = agent.pod_dir(&hello).join("main.log");
     assert_eq!(logged(&log, "ip").await, ip);
-    assert!(std::fs::read_to_string(&log)
+    assert!(rkube_tests::agent::read_log(&log)
         .unwrap()
         .starts_with("hello\n"));
     let pid: u32 = logged(&log, "pid").await.parse().unwrap();

@@ -99,7 +99,7 @@ async fn logged_where(path: &Path, key: &str, check: impl Fn(&str) -> bool) -> S
     wait_until(TIMEOUT, &format!("{key}= in {}", path.display()), || {
         let check = &check;
         async move {
-            let log = std::fs::read_to_string(path).ok()?;
+            let log = rkube_tests::agent::read_log(path).ok()?;
             log.lines()
                 .filter_map(|l| l.strip_prefix(&format!("{key}=")))
                 .find(|v| check(v))

@@ -3,7 +3,9 @@
 //! 1-server cluster with its controllers and scheduler, and an in-process agent running pods as
 //! Docker containers (one sandbox per pod on the test's own Docker network). The demo Deployment
 //! (3 replicas, no `command`: the image's entrypoint runs `demo-app`) reaches Ready with pod IPs
-//! on the Docker network and answers through the NodePort from every replica. Everything the test
+//! on the Docker network and answers through the NodePort from every replica, and `rkube exec -i`
+//! into one of them streams stdin and output and returns the exit code; its log has the time of
+//! each line. Everything the test
 //! created (containers by their node label, the network, the image) is removed even on failure.
 
 use std::collections::BTreeSet;
@@ -11,6 +13,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use rkube_agent::runtime::DockerOptions;
 use rkube_agent::RuntimeKind;
@@ -236,6 +239,63 @@ async fn demo_deployment_on_docker_is_ready_and_spread_over_its_replicas() {
         .map(|p| p.metadata.name.clone().unwrap())
         .collect();
     assert_eq!(hits, names, "round robin reaches every replica");
+
+    // `rkube exec -i` into a Docker container: stdin reaches the command (and its end closes the
+    // command's stdin), stdout and stderr come back apart, and so does the command's exit code.
+    let pod_name = pods[0].metadata.name.clone().unwrap();
+    let kubeconfig = cluster.kubeconfig();
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::Write as _;
+        let script = "cat; echo done >&2; exit 42";
+        let mut child = Command::new(rkube_tests::process::rkube_bin())
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["exec", "-i", &pod_name, "--", "sh", "-c", script])
+            .env_remove("RKUBECONFIG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run rkube exec");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"hello docker\n").unwrap();
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned()
+        ),
+        (Some(42), "hello docker\n".to_string(), "done\n".to_string())
+    );
+
+    // Its log, as Docker delivered it to the agent, with the time of each line.
+    let pod_name = pods[0].metadata.name.clone().unwrap();
+    let log = wait_until(TIMEOUT, "the demo app's log", || {
+        let (client, pod_name) = (client.clone(), pod_name.clone());
+        async move {
+            let options = rkube_client::LogOptions {
+                timestamps: true,
+                ..Default::default()
+            };
+            let mut stream = client.pod_logs("default", &pod_name, &options).await.ok()?;
+            let mut text = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                text.extend(chunk.ok()?);
+            }
+            let text = String::from_utf8_lossy(&text).into_owned();
+            text.contains("demo app listening").then_some(text)
+        }
+    })
+    .await;
+    for line in log.lines() {
+        let (time, _) = line.split_once(' ').unwrap_or_default();
+        assert!(time.parse::<jiff::Timestamp>().is_ok(), "{line:?}");
+    }
 
     agent.stop().await;
     // Stopping the agent stopped its pods' containers and removed their sandboxes.

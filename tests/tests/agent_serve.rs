@@ -1,7 +1,7 @@
 //! Logs, exec, port forwarding and metrics through the API server, which proxies to the node
 //! agent's own service over mutual TLS: an in-process 1-server cluster with its control loops and
 //! one in-process agent on the process runtime. Covers the client calls (tail, previous log after
-//! a restart, follow; exec output, exit code and stdin; port-forward to the demo app; pod and
+//! a restart, follow, timestamps, since; exec output, exit code and stdin; port-forward to the demo app; pod and
 //! node metrics of a busy pod), the error messages, authentication at the API server, the
 //! agent refusing callers that are not API servers, and the CLI verbs end to end.
 
@@ -188,6 +188,14 @@ async fn logs_exec_port_forward_and_metrics_through_the_api_server() {
             json!([shell("main", "echo started $$$$; sleep 2; exit 1")]),
         ),
         pod(
+            "phases",
+            json!({}),
+            json!([shell(
+                "main",
+                "echo early; sleep 1; echo late; exec sleep 1000"
+            )]),
+        ),
+        pod(
             "duo",
             json!({}),
             json!([shell("a", "exec sleep 1000"), shell("b", "exec sleep 1000")]),
@@ -342,6 +350,65 @@ async fn logs_exec_port_forward_and_metrics_through_the_api_server() {
     assert!(
         err.to_string()
             .contains("pod stuck is not scheduled to a node yet"),
+        "{err}"
+    );
+
+    // Times: with timestamps every line starts with the time it was logged; since_time and
+    // since_seconds leave older lines out.
+    let timed = wait_until(TIMEOUT, "both lines of phases", || async {
+        let options = LogOptions {
+            timestamps: true,
+            ..Default::default()
+        };
+        let l = logs(&client, "phases", options).await.ok()?;
+        (l.lines().count() == 2).then_some(l)
+    })
+    .await;
+    let stamped: Vec<(jiff::Timestamp, &str)> = timed
+        .lines()
+        .map(|l| {
+            let (t, rest) = l.split_once(' ').unwrap();
+            (t.parse().unwrap_or_else(|e| panic!("{l:?}: {e}")), rest)
+        })
+        .collect();
+    let texts: Vec<&str> = stamped.iter().map(|(_, l)| *l).collect();
+    assert_eq!(texts, ["early", "late"]);
+    assert!(stamped[0].0 < stamped[1].0 && stamped[1].0 <= jiff::Timestamp::now());
+    let since_late = LogOptions {
+        since_time: Some(stamped[1].0.to_string()),
+        ..Default::default()
+    };
+    assert_eq!(logs(&client, "phases", since_late).await.unwrap(), "late\n");
+    let whole = wait_until(TIMEOUT, "3 s of ticks", || async {
+        let l = log_of("ticker", None).await.ok()?;
+        (l.lines().count() >= 15).then_some(l.lines().count())
+    })
+    .await;
+    let asked = jiff::Timestamp::now();
+    let last_second = LogOptions {
+        since_seconds: Some(1),
+        timestamps: true,
+        ..Default::default()
+    };
+    let recent = logs(&client, "ticker", last_second).await.unwrap();
+    assert!(recent.lines().count() < whole, "{recent}");
+    for line in recent.lines() {
+        let time: jiff::Timestamp = line.split_once(' ').unwrap().0.parse().unwrap();
+        assert!(
+            time >= asked - jiff::SignedDuration::from_secs(1),
+            "{line} (asked at {asked})"
+        );
+        assert!(line.ends_with(" tick"), "{line}");
+    }
+    let both = LogOptions {
+        since_seconds: Some(5),
+        since_time: Some(asked.to_string()),
+        ..Default::default()
+    };
+    let err = logs(&client, "ticker", both).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("at most one of since_seconds and since_time"),
         "{err}"
     );
 
@@ -555,6 +622,20 @@ async fn cli_logs_exec_port_forward_and_top() {
         )
         .await
         .unwrap();
+    client
+        .create(
+            &pod(
+                "phases",
+                json!({}),
+                json!([shell(
+                    "main",
+                    "echo early; sleep 1; echo late; exec sleep 1000"
+                )]),
+            ),
+            "default",
+        )
+        .await
+        .unwrap();
     running(&client, "web").await;
     running(&client, "duo").await;
     let cfg = kubeconfig.clone();
@@ -574,6 +655,52 @@ async fn cli_logs_exec_port_forward_and_top() {
         .await
         .unwrap();
     assert_eq!(r.stdout, "from-a\n");
+    let r = wait_until(
+        TIMEOUT,
+        "rkube logs phases --timestamps: 2 lines",
+        || async {
+            let r = run(
+                vec!["logs", "phases", "--timestamps", "--since", "1h"],
+                None,
+            )
+            .await
+            .unwrap();
+            (r.code == Some(0) && r.stdout.lines().count() == 2).then_some(r)
+        },
+    )
+    .await;
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    for (line, text) in lines.iter().zip(["early", "late"]) {
+        let (time, rest) = line.split_once(' ').unwrap();
+        assert!(time.parse::<jiff::Timestamp>().is_ok(), "{line}");
+        assert_eq!(rest, text);
+    }
+    // `run` takes 'static arguments.
+    let late_time: &'static str = Box::leak(
+        lines[1]
+            .split_once(' ')
+            .unwrap()
+            .0
+            .to_string()
+            .into_boxed_str(),
+    );
+    let r = run(vec!["logs", "phases", "--since-time", late_time], None)
+        .await
+        .unwrap();
+    assert_eq!(r.stdout, "late\n");
+    let r = run(
+        vec!["logs", "phases", "--since", "5s", "--since-time", late_time],
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (
+            Some(1),
+            "error: at most one of --since and --since-time may be given\n"
+        )
+    );
     let r = run(vec!["logs", "duo"], None).await.unwrap();
     assert_eq!(r.code, Some(1));
     assert_eq!(

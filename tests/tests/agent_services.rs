@@ -242,7 +242,7 @@ async fn pods_reach_cluster_ips_by_env_and_dns_answers_services() {
         }
     })
     .await;
-    let log = std::fs::read_to_string(agent.pod_dir(&done).join("main.log")).unwrap();
+    let log = rkube_tests::agent::read_log(&agent.pod_dir(&done).join("main.log")).unwrap();
     assert_eq!(
         done.status.as_ref().and_then(|s| s.phase.as_deref()),
         Some("Succeeded"),

@@ -1,15 +1,17 @@
 //! The docker compose deployment (`deploy/compose.sh`, `deploy/docker-compose.yml`) end to end,
 //! where Docker and compose are available (and `RKUBE_SKIP_DOCKER` is not set): build the image
 //! from the test's rkube binary, bring up 3 servers and 3 agents under a unique project name,
-//! check 3 members and 3 Ready nodes, run the demo Deployment behind a NodePort, kill the
+//! check 3 members and 3 Ready nodes, run the demo Deployment behind a NodePort (one node's port
+//! reaching the replicas on every node over the pod network; logs through the API), kill the
 //! leader's container, check that writes still succeed and the NodePort still answers, and tear
 //! everything down (containers, network, volumes, image) even when the test fails.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Endpoints, Node};
+use k8s_openapi::api::core::v1::{Endpoints, Node, Pod};
 use rkube_client::{Client, ClientConfig, ListParams};
 use rkube_tests::wait::wait_until;
 use serde_json::json;
@@ -265,8 +267,67 @@ async fn compose_cluster_serves_a_node_port_and_survives_killing_the_leader() {
         }
     })
     .await;
-    // Each agent relays to the replicas it can reach (its own: pod addresses are per container),
-    // so ask every agent's published node port.
+    // The pod network: agent-1's node port reaches the replicas on every node (pods have
+    // addresses from their node's range, routed between the agents' containers).
+    let (pods, _) = client
+        .list_typed::<Pod>(&ListParams {
+            namespace: "default".into(),
+            label_selector: "app=demo".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("pods");
+    let nodes_used: BTreeSet<String> = pods
+        .iter()
+        .filter_map(|p| p.spec.as_ref()?.node_name.clone())
+        .collect();
+    assert!(
+        nodes_used.len() >= 2,
+        "replicas spread over nodes: {nodes_used:?}"
+    );
+    for p in &pods {
+        let ip = p
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
+            .unwrap_or_default();
+        assert!(
+            ip.starts_with("10.244."),
+            "pod address {ip:?} from its node's range"
+        );
+    }
+    let agent_1 = deployment.node_port_host(1, 30000);
+    let hit = std::sync::Arc::new(std::sync::Mutex::new(BTreeSet::new()));
+    wait_until(TIMEOUT, "every replica through agent-1's node port", || {
+        let hit = hit.clone();
+        async move {
+            if let Some(body) = http_get(agent_1).await {
+                // "You've hit demo-...-xxxxx\n"
+                let replica = body.trim_start_matches("You've hit ").to_string();
+                hit.lock().expect("hit").insert(replica);
+            }
+            (hit.lock().expect("hit").len() == 3).then_some(())
+        }
+    })
+    .await;
+    // The API servers reach every agent's service: logs of a pod on another node than
+    // server-1's first choice, through the CLI.
+    let other = pods
+        .iter()
+        .find(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) != Some("agent-1"))
+        .expect("a replica off agent-1");
+    let logs = Command::new(&bin)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["logs", other.metadata.name.as_deref().unwrap_or_default()])
+        .output()
+        .expect("rkube logs");
+    assert!(
+        logs.status.success(),
+        "rkube logs failed: {}",
+        String::from_utf8_lossy(&logs.stderr)
+    );
+
     let ports: Vec<u16> = (1..=3)
         .map(|a| deployment.node_port_host(a, 30000))
         .collect();

@@ -1,13 +1,15 @@
 //! A StatefulSet with a volume claim template on a loopback cluster with its control loops and two
 //! real in-process agents (process runtime): `web-0..2` start in order (OrderedReady), each
-//! writes its name, uid and a random token into its claim once, and after `web-1` is deleted
-//! its replacement (a new uid) mounts the same claim `data-web-1`, bound to the same
-//! provisioned hostPath PersistentVolume, and sees the first pod's file.
+//! writes its name, uid and a random token into its claim once.
 //!
-//! The local provisioner's hostPath volumes carry no node affinity (rkube's agents share one
-//! machine's filesystem), so the test cordons web-1's node first: the replacement runs on the
-//! other agent and still finds its data. On separate machines that would need node affinity on
-//! the provisioned volumes.
+//! The local provisioner waits for each claim's first pod (WaitForFirstConsumer): the scheduler
+//! writes the chosen node into the claim, and the volume is provisioned there with node affinity
+//! to it. So after `web-1` is deleted its replacement (a new uid) lands on the same node, mounts
+//! the same claim `data-web-1` bound to the same volume, and sees the first pod's file. When
+//! that node goes away (agent stopped, Node deleted, its pods force-deleted) the replacement
+//! stays Pending with "volume node affinity conflict" instead of starting elsewhere on an empty
+//! directory, and runs again with its data once the node is back. Deleting a claim then removes
+//! its volume and, through the agent of the volume's node, its directory.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -18,6 +20,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use rkube_client::{Client, KindRef, ListParams, WatchEvent};
+use rkube_proto::api;
 use rkube_tests::agent::Agent;
 use rkube_tests::api_cluster::{ApiCluster, ClusterOptions};
 use rkube_tests::wait::wait_until;
@@ -212,7 +215,7 @@ async fn seen_line(agents: &[Agent], pod: &Pod) -> String {
         let logs = &logs;
         async move {
             logs.iter().find_map(|log| {
-                let text = std::fs::read_to_string(log).ok()?;
+                let text = rkube_tests::agent::read_log(log).ok()?;
                 text.lines()
                     .find_map(|l| l.strip_prefix("seen="))
                     .map(str::to_string)
@@ -229,17 +232,94 @@ fn node_of(p: &Pod) -> String {
         .expect("a scheduled pod")
 }
 
-/// Mark `node` unschedulable (`kubectl cordon`), retrying on conflicts with the agent's writes.
-async fn cordon(client: &Client, node: &str) {
-    wait_until(TIMEOUT, &format!("node {node} cordoned"), || {
+fn start_agent(client: &Client, node: &str) -> Agent {
+    Agent::start_with(client.clone(), node, |o| {
+        o.proxy = false;
+        o.cluster_dns = None;
+    })
+}
+
+/// Delete pod `name` (with this grace period, else its own).
+async fn delete_pod(client: &Client, name: &str, grace: Option<i64>) {
+    client
+        .delete(
+            &KindRef::of::<Pod>(),
+            "default",
+            name,
+            api::DeleteRequest {
+                grace_period_seconds: grace,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+}
+
+/// Wait until pod `name` with uid `uid` no longer exists (a pod of that name may).
+async fn wait_gone(client: &Client, name: &str, old_uid: &str) {
+    wait_until(TIMEOUT, &format!("pod {name} ({old_uid}) gone"), || {
         let client = client.clone();
         async move {
-            let mut n: Node = client.get_typed("", node).await.ok()?;
-            n.spec.get_or_insert_with(Default::default).unschedulable = Some(true);
-            client.update_typed(&n).await.ok().map(|_| ())
+            match client.get_typed::<Pod>("default", name).await {
+                Err(rkube_client::Error::NotFound(_)) => Some(()),
+                Ok(p) if uid(&p) != old_uid => Some(()),
+                _ => None,
+            }
         }
     })
     .await;
+}
+
+/// The `app=web` pods bound to `node`.
+async fn pods_on(client: &Client, node: &str) -> Vec<Pod> {
+    let params = ListParams {
+        namespace: "default".into(),
+        label_selector: "app=web".into(),
+        ..Default::default()
+    };
+    let (pods, _) = client.list_typed::<Pod>(&params).await.unwrap();
+    pods.into_iter()
+        .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node))
+        .collect()
+}
+
+/// The message of the pod's `PodScheduled=False` condition.
+fn unschedulable_message(p: &Pod) -> Option<String> {
+    p.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "PodScheduled" && c.status == "False")?
+        .message
+        .clone()
+}
+
+/// The node the scheduler selected for a claim waiting for its first consumer.
+fn selected_node(claim: &PersistentVolumeClaim) -> Option<&str> {
+    claim
+        .metadata
+        .annotations
+        .as_ref()?
+        .get("volume.kubernetes.io/selected-node")
+        .map(String::as_str)
+}
+
+/// The `kubernetes.io/hostname` values the volume's required node affinity allows.
+fn volume_hostnames(pv: &PersistentVolume) -> Vec<String> {
+    let terms = &pv
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_affinity.as_ref())
+        .and_then(|a| a.required.as_ref())
+        .expect("the volume has required node affinity")
+        .node_selector_terms;
+    terms
+        .iter()
+        .flat_map(|t| t.match_expressions.iter().flatten())
+        .filter(|e| e.key == "kubernetes.io/hostname" && e.operator == "In")
+        .flat_map(|e| e.values.iter().flatten().cloned())
+        .collect()
 }
 
 fn read_identity(dir: &Path) -> String {
@@ -257,14 +337,9 @@ async fn a_stateful_set_of_3_with_claims_keeps_each_pods_data_across_a_pod_delet
     let opts = ClusterOptions::with_control_loops().with_volume_root(&volumes);
     let cluster = ApiCluster::start_opts(1, opts).await;
     let client = cluster.client();
-    let agents: Vec<Agent> = NODES
+    let mut agents: Vec<Agent> = NODES
         .iter()
-        .map(|node| {
-            Agent::start_with(client.clone(), node, |o| {
-                o.proxy = false;
-                o.cluster_dns = None;
-            })
-        })
+        .map(|node| start_agent(&client, node))
         .collect();
     let mount = root.path().join("data").to_str().unwrap().to_string();
     let creations = watch_creations(&client);
@@ -321,26 +396,35 @@ async fn a_stateful_set_of_3_with_claims_keeps_each_pods_data_across_a_pod_delet
         }
     }
 
-    // Delete web-1 with its node cordoned: its replacement runs on the other agent, with a new
-    // uid and the same claim, volume and data.
+    // Each volume was provisioned on its pod's node: the claim names the node the scheduler
+    // chose, and the volume's node affinity requires it.
+    for (pod, claim, volume, _, _) in &first {
+        let node = node_of(pod);
+        assert_eq!(
+            selected_node(claim),
+            Some(node.as_str()),
+            "{:?} was provisioned for its first pod's node",
+            claim.metadata.name
+        );
+        let pv: PersistentVolume = client.get_typed("", volume).await.unwrap();
+        assert_eq!(
+            volume_hostnames(&pv),
+            [node.as_str()],
+            "{volume} has node affinity to {node}"
+        );
+    }
+
+    // Delete web-1: its replacement, with a new uid, comes back on the node of its volume, with
+    // the same claim, volume and data.
     let (old, old_claim, old_volume, old_dir, old_content) = &first[1];
     let old_node = node_of(old);
-    cordon(&client, &old_node).await;
-    client
-        .delete(
-            &KindRef::of::<Pod>(),
-            "default",
-            "web-1",
-            Default::default(),
-        )
-        .await
-        .unwrap();
+    delete_pod(&client, "web-1", None).await;
     let new = wait_running(&client, "web-1", Some(&uid(old))).await;
     assert_ne!(uid(&new), uid(old));
-    assert_ne!(
+    assert_eq!(
         node_of(&new),
         old_node,
-        "the replacement avoids the cordoned node"
+        "the replacement follows its volume's node affinity"
     );
     let claims: Vec<&str> = new
         .spec
@@ -384,6 +468,73 @@ async fn a_stateful_set_of_3_with_claims_keeps_each_pods_data_across_a_pod_delet
         assert_eq!(seen[3].uid, uid(&new));
     }
 
+    // web-1's node goes away: its agent stops, the Node is deleted and the pods bound to it are
+    // force-deleted (what an operator does for a dead machine). The first of them to be
+    // recreated (OrderedReady) stays Pending with Kubernetes' reason, and never runs on the other
+    // node with an empty volume.
+    let index = NODES.iter().position(|n| *n == old_node).unwrap();
+    agents.remove(index).stop().await;
+    client
+        .delete(&KindRef::of::<Node>(), "", &old_node, Default::default())
+        .await
+        .unwrap();
+    let lost: Vec<(String, String)> = pods_on(&client, &old_node)
+        .await
+        .into_iter()
+        .map(|p| (p.metadata.name.clone().unwrap(), uid(&p)))
+        .collect();
+    assert!(
+        lost.iter().any(|(name, _)| name == "web-1"),
+        "web-1 ran on {old_node}: {lost:?}"
+    );
+    for (name, uid) in &lost {
+        delete_pod(&client, name, Some(0)).await;
+        wait_gone(&client, name, uid).await;
+    }
+    let (first_lost, first_lost_uid) = lost.iter().min().unwrap().clone();
+    let pending = wait_until(
+        TIMEOUT,
+        &format!("{first_lost} recreated and unschedulable"),
+        || {
+            let client = client.clone();
+            let (name, old_uid) = (first_lost.clone(), first_lost_uid.clone());
+            async move {
+                let p: Pod = client.get_typed("default", &name).await.ok()?;
+                (uid(&p) != old_uid && unschedulable_message(&p).is_some()).then_some(p)
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        unschedulable_message(&pending).as_deref(),
+        Some("0/1 nodes are available: 1 node(s) had volume node affinity conflict."),
+    );
+    assert_eq!(
+        pending.spec.as_ref().and_then(|s| s.node_name.as_deref()),
+        None,
+        "{first_lost} is not started anywhere without its data"
+    );
+
+    // The node comes back (a new agent of the same name): the pods run there again, each with
+    // the data its first pod wrote.
+    agents.push(start_agent(&client, &old_node));
+    for (name, _) in &lost {
+        let i: usize = name.trim_start_matches("web-").parse().unwrap();
+        let back = wait_running(&client, name, Some(&uid(&first[i].0))).await;
+        assert_eq!(
+            node_of(&back),
+            old_node,
+            "{name} is back on its volume's node"
+        );
+        assert_eq!(
+            seen_line(&agents, &back).await,
+            first[i].4,
+            "{name} finds its data again"
+        );
+    }
+
+    // Reclaim policy Delete: once its pods are gone, deleting claim data-web-1 deletes its volume,
+    // and the agent of the volume's node removes the directory; the other claims keep theirs.
     client
         .delete(
             &KindRef::of::<StatefulSet>(),
@@ -393,6 +544,50 @@ async fn a_stateful_set_of_3_with_claims_keeps_each_pods_data_across_a_pod_delet
         )
         .await
         .unwrap();
+    wait_until(TIMEOUT, "the StatefulSet's pods gone", || {
+        let client = client.clone();
+        async move {
+            let params = ListParams {
+                namespace: "default".into(),
+                label_selector: "app=web".into(),
+                ..Default::default()
+            };
+            let (pods, _) = client.list_typed::<Pod>(&params).await.ok()?;
+            pods.is_empty().then_some(())
+        }
+    })
+    .await;
+    client
+        .delete(
+            &KindRef::of::<PersistentVolumeClaim>(),
+            "default",
+            "data-web-1",
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    wait_until(
+        TIMEOUT,
+        "the volume of data-web-1 and its directory gone",
+        || {
+            let client = client.clone();
+            let (volume, dir) = (old_volume.clone(), old_dir.clone());
+            async move {
+                let gone = matches!(
+                    client.get_typed::<PersistentVolume>("", &volume).await,
+                    Err(rkube_client::Error::NotFound(_))
+                );
+                (gone && !dir.exists()).then_some(())
+            }
+        },
+    )
+    .await;
+    for (i, (_, _, volume, dir, content)) in first.iter().enumerate() {
+        if i != 1 {
+            assert_eq!(&read_identity(dir), content, "web-{i}'s data stays");
+            let _: PersistentVolume = client.get_typed("", volume).await.unwrap();
+        }
+    }
     for agent in agents {
         agent.stop().await;
     }

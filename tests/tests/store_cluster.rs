@@ -473,3 +473,56 @@ async fn a_learner_replicates_without_voting_until_promoted() {
         4
     );
 }
+
+/// A watch on a replica cut off from the cluster would silently stop receiving events while the
+/// majority goes on: it ends with a retryable error instead, even on the isolated old leader
+/// (which openraft lets go on believing it leads), while watches on the majority keep
+/// delivering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_on_a_cut_off_replica_end_so_clients_resume_elsewhere() {
+    let c = StoreCluster::start(3).await;
+    let (from, to) = prefix("/cut/");
+    let req = pb::WatchRequest {
+        key: from,
+        range_end: to,
+        ..Default::default()
+    };
+    let old_leader = c.leader().await;
+    let majority: Vec<u64> = c.ids().into_iter().filter(|&id| id != old_leader).collect();
+    let mut on_leader = c.store(old_leader).watch(req.clone());
+    let mut on_majority = c.store(majority[0]).watch(req.clone());
+    c.isolate(old_leader);
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match on_leader.next().await {
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return e,
+                None => panic!("the watch ended without an error"),
+            }
+        }
+    })
+    .await
+    .expect("the watch on the isolated leader ended within 30 s");
+    assert!(ended.is_retryable(), "a retryable error: {ended}");
+    assert!(ended.to_string().contains("cut off"), "{ended}");
+    // The majority elected a leader and its watches see new writes.
+    wait_until(
+        Duration::from_secs(20),
+        "a write on the majority",
+        || async { c.store(majority[1]).put(put("/cut/a", "1")).await.ok() },
+    )
+    .await;
+    let delivered = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let resp = on_majority.next().await.expect("stream").expect("response");
+            if !resp.events.is_empty() {
+                return resp.events.len();
+            }
+        }
+    })
+    .await
+    .expect("the majority's watch delivers");
+    assert_eq!(delivered, 1);
+    c.heal();
+    c.converged().await;
+}

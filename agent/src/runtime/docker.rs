@@ -10,16 +10,19 @@
 //! `command`/`args` become its entrypoint/cmd (without a `command` the image's entrypoint runs
 //! the args), env and working directory are passed as given, memory and cpu limits become the
 //! container's cgroup limits, and volumes are bind mounts. Stop is Docker's stop (SIGTERM,
-//! SIGKILL after the grace period); exec uses the exec API; Docker keeps each container's
-//! output and the runtime also appends it to the container's log file under the pod directory,
-//! where the agent's logs serving reads it.
+//! SIGKILL after the grace period); exec (probes, and `rkube exec` sessions in `session.rs`)
+//! uses the exec API; Docker keeps each container's output and the runtime also appends it to
+//! the container's log file under the pod directory (in the agent's log format,
+//! [`container_log`](crate::container_log)), where the agent's logs serving reads it.
 //!
 //! Everything created carries the label `rkube.io/node=<node>`; a starting runtime removes
 //! what an earlier run on the same node left behind (pods restart, as on the process runtime).
 //!
+//! A container the kernel OOM-killed is reported as `OOMKilled` (Docker's `State.OOMKilled`).
+//!
 //! Not done: an exec that times out is reported as an error but keeps running (the Docker API
-//! cannot kill an exec), `OOMKilled` is reported as a plain exit code (137), and a sandbox that
-//! dies leaves its pod's containers without a network until the pod is recreated.
+//! cannot kill an exec), and a sandbox that dies leaves its pod's containers without a network
+//! until the pod is recreated.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -40,8 +43,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
 use super::{BoxFuture, ContainerSpec, ExecOutput, Exit, PodRef, Runtime, Started};
+use crate::container_log::{LineSplitter, Stream};
 use crate::error::{Error, Result};
 
+mod session;
 mod spec;
 
 pub use spec::{CONTAINER_LABEL, NODE_LABEL, POD_UID_LABEL};
@@ -414,6 +419,15 @@ impl Runtime for DockerRuntime {
         false
     }
 
+    fn exec_stream<'a>(
+        &'a self,
+        id: &'a str,
+        argv: &'a [String],
+        stdin: bool,
+    ) -> BoxFuture<'a, Result<super::ExecSession>> {
+        Box::pin(self.exec_session(id, argv, stdin))
+    }
+
     fn start_pod<'a>(&'a self, pod: &'a PodRef) -> BoxFuture<'a, Result<Option<String>>> {
         Box::pin(self.start_sandbox(pod))
     }
@@ -476,6 +490,7 @@ async fn watch_exit(docker: Docker, id: String, tx: Arc<watch::Sender<Option<Exi
                 // Docker reports 128 + N when signal N ended the main process.
                 signal: (129..=159).contains(&code).then_some(code - 128),
                 finished_at: parse_time(state.finished_at.as_deref()),
+                oom_killed: state.oom_killed.unwrap_or(false),
             }
         }
         // Removed behind our back: an error exit.
@@ -485,13 +500,15 @@ async fn watch_exit(docker: Docker, id: String, tx: Arc<watch::Sender<Option<Exi
                 exit_code: 128,
                 signal: None,
                 finished_at: jiff::Timestamp::now(),
+                oom_killed: false,
             }
         }
     };
     tx.send_replace(Some(exit));
 }
 
-/// Append the container's stdout and stderr (as Docker keeps them) to `path` until it exits.
+/// Append the container's stdout and stderr (as Docker keeps them) to `path` until it exits, as
+/// [`container_log`](crate::container_log) records timed when the agent received them.
 async fn copy_logs(docker: Docker, id: String, path: PathBuf) {
     let file = tokio::fs::OpenOptions::new()
         .create(true)
@@ -511,16 +528,35 @@ async fn copy_logs(docker: Docker, id: String, path: PathBuf) {
         .stderr(true)
         .build();
     let mut logs = docker.logs(&id, Some(options));
-    while let Some(chunk) = logs.next().await {
-        let bytes = match chunk {
-            Ok(out) => out.into_bytes(),
-            Err(e) => {
-                tracing::debug!(container = %id, error = %e, "docker log stream ended");
+    let mut stdout = LineSplitter::new(Stream::Stdout);
+    let mut stderr = LineSplitter::new(Stream::Stderr);
+    let mut records = Vec::new();
+    loop {
+        let chunk = logs.next().await;
+        let now = jiff::Timestamp::now();
+        let ended = !matches!(chunk, Some(Ok(_)));
+        match chunk {
+            Some(Ok(bollard::container::LogOutput::StdErr { message })) => {
+                stderr.push(&message, now, &mut records)
+            }
+            Some(Ok(other)) => stdout.push(&other.into_bytes(), now, &mut records),
+            end => {
+                if let Some(Err(e)) = end {
+                    tracing::debug!(container = %id, error = %e, "docker log stream ended");
+                }
+                stdout.finish(now, &mut records);
+                stderr.finish(now, &mut records);
+            }
+        }
+        if !records.is_empty() {
+            if let Err(e) = file.write_all(&records).await {
+                tracing::warn!(path = %path.display(), error = %e, "cannot write a container log file");
                 break;
             }
-        };
-        if let Err(e) = file.write_all(&bytes).await {
-            tracing::warn!(path = %path.display(), error = %e, "cannot write a container log file");
+            let _ = file.flush().await;
+            records.clear();
+        }
+        if ended {
             break;
         }
     }

@@ -13,6 +13,12 @@
 //! [`process`]); a runtime that cannot mount says why in [`Runtime::check_mounts`], and the
 //! agent then keeps containers with mounts waiting (`CreateContainerError`) instead of
 //! running them without their volumes.
+//!
+//! # Resource limits
+//! [`EngineSpec::limits`] are enforced by container engines through their cgroups, and by the
+//! process runtime through [`cgroups`] where the machine allows; [`Runtime::unenforced_limits`]
+//! says which are not (the agent then warns on the pod) and [`Exit::oom_killed`] reports the
+//! kernel's OOM kills.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -23,6 +29,7 @@ use tokio::sync::watch;
 
 use crate::error::Result;
 
+pub mod cgroups;
 pub mod docker;
 mod mount_ns;
 pub mod process;
@@ -113,6 +120,9 @@ pub struct Exit {
     pub exit_code: i32,
     pub signal: Option<i32>,
     pub finished_at: jiff::Timestamp,
+    /// The kernel's OOM killer killed (a process of) the container at its memory limit:
+    /// reported as `OOMKilled`.
+    pub oom_killed: bool,
 }
 
 /// What a command run in a container (an exec probe) did.
@@ -165,6 +175,17 @@ pub trait Runtime: Send + Sync {
     /// can (bind mounts being part of every container engine) keep this default.
     fn check_mounts(&self) -> std::result::Result<(), String> {
         Ok(())
+    }
+    /// How this runtime enforces containers' resource limits, as published on the Node
+    /// ([`cgroups::ENFORCEMENT_ANNOTATION`]). Container engines enforce them through their own
+    /// cgroups, which this default says.
+    fn limits_enforcement(&self) -> String {
+        format!("enforced ({} runtime)", self.name())
+    }
+    /// Which of `limits` this runtime cannot enforce, and why; `None` when it enforces them
+    /// all. Such a container still runs, and its pod gets a Warning Event.
+    fn unenforced_limits(&self, _limits: &Limits) -> Option<String> {
+        None
     }
     /// Whether a container needs a `command` (the process runtime has no image entrypoint to
     /// fall back on).

@@ -267,8 +267,8 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(
-            std::fs::read_to_string(&log).unwrap(),
-            "hello\nrw-ok\nro-refused\nhello\ndone\n"
+            crate::container_log::decode(&std::fs::read(&log).unwrap()),
+            b"hello\nrw-ok\nro-refused\nhello\ndone\n"
         );
         // Written through the read-write mount, into the source.
         assert!(src.join("new").is_file());

@@ -1,35 +1,49 @@
 //! The process runtime: each container is its command run as a child process of the agent, in a
 //! process group of its own (so stopping it signals everything it started), with exactly the
-//! environment the agent built, its working directory, and stdout/stderr appended to its log
-//! file. There is no image, filesystem or network isolation: pods are told apart by their own
+//! environment the agent built, its working directory, and stdout/stderr piped to the agent,
+//! which appends them to its log file with the time of each line
+//! ([`container_log`](crate::container_log)). There is no image, filesystem or network isolation: pods are told apart by their own
 //! loopback address (`POD_IP`, chosen by the agent) which they are expected to bind to.
 //!
 //! A container with [`Mount`](super::Mount)s runs in its own mount namespace where its volumes
 //! are bind-mounted at their targets ([`mount_ns`](super::mount_ns)); exec'd commands join that
 //! namespace. This needs root (`CAP_SYS_ADMIN`); without it [`Runtime::check_mounts`] says so.
+//!
+//! Memory and cpu limits are enforced through cgroups where the machine allows
+//! ([`cgroups`](super::cgroups)): a container with limits runs in its own group, joined before
+//! its command execs (exec'd commands join it too), and an OOM kill there ends it as
+//! `OOMKilled`.
 
 use std::collections::HashMap;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustix::process::{kill_process_group, Pid, Signal};
 use tokio::sync::watch;
 
+#[cfg(test)]
+mod cgroup_tests;
 mod session;
 
-use super::{BoxFuture, ContainerSpec, ExecOutput, Exit, Runtime, Started};
+use super::cgroups::{Cgroups, ContainerCgroup};
+use super::{BoxFuture, ContainerSpec, ExecOutput, Exit, Limits, Runtime, Started};
+use crate::container_log::{self, Stream};
 use crate::error::{Error, Result};
 
 /// How long a container may take to go away after SIGKILL before stopping reports an error.
 const KILL_WAIT: Duration = Duration::from_secs(10);
+/// How long an ended container's exit waits for its last output to reach its log (a process
+/// that escaped its group and cgroup may hold its pipes open longer).
+const LOG_DRAIN: Duration = Duration::from_secs(2);
 
-#[derive(Default)]
 pub struct ProcessRuntime {
     containers: Mutex<HashMap<String, Entry>>,
     next_id: AtomicU64,
+    /// Where containers' limits are enforced.
+    cgroups: Arc<Cgroups>,
 }
 
 struct Entry {
@@ -41,11 +55,31 @@ struct Entry {
     working_dir: std::path::PathBuf,
     /// The main process, whose mount namespace exec'd commands join, when it has mounts.
     mount_ns_of: Option<Pid>,
+    /// The container's cgroup, which exec'd commands join, when it has limits to enforce.
+    cgroup: Option<Arc<ContainerCgroup>>,
+}
+
+impl Default for ProcessRuntime {
+    fn default() -> Self {
+        ProcessRuntime::new()
+    }
 }
 
 impl ProcessRuntime {
+    /// A runtime enforcing no resource limits.
     pub fn new() -> ProcessRuntime {
-        ProcessRuntime::default()
+        ProcessRuntime::with_cgroups(Arc::new(Cgroups::disabled(
+            "the process runtime was started without cgroups",
+        )))
+    }
+
+    /// A runtime enforcing limits through `cgroups` (see [`Cgroups::detect`]).
+    pub fn with_cgroups(cgroups: Arc<Cgroups>) -> ProcessRuntime {
+        ProcessRuntime {
+            containers: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+            cgroups,
+        }
     }
 
     async fn start_process(&self, spec: &ContainerSpec) -> Result<Started> {
@@ -71,50 +105,113 @@ impl ProcessRuntime {
             .open(&spec.log_path)
             .map_err(|e| Error::io(&spec.log_path, e))?;
         let log_err = log.try_clone().map_err(|e| Error::io(&spec.log_path, e))?;
-        let mut command = tokio::process::Command::new(program);
-        if !spec.mounts.is_empty() {
+        let mount_plan = if spec.mounts.is_empty() {
+            None
+        } else {
             super::mount_ns::mount_namespaces()
                 .map_err(|e| Error::Runtime(format!("container {:?}: {e}", spec.name)))?;
             let plan = super::mount_ns::MountPlan::new(&spec.mounts, &spec.working_dir)
                 .map_err(|e| Error::Runtime(format!("container {:?}: {e}", spec.name)))?;
+            Some(plan)
+        };
+        let mut command = tokio::process::Command::new(program);
+        let pod_uid = &spec.engine.pod.uid;
+        let cgroup = self
+            .cgroups
+            .create(pod_uid, &spec.name, &spec.engine.limits)
+            .await
+            .map_err(|e| {
+                Error::Runtime(format!(
+                    "container {:?}: cannot set up its cgroup: {e}",
+                    spec.name
+                ))
+            })?
+            .map(Arc::new);
+        if let Some(group) = &cgroup {
+            let join = match group.join() {
+                Ok(join) => join,
+                Err(e) => {
+                    group.remove().await;
+                    return Err(Error::Runtime(format!(
+                        "container {:?}: cannot open its cgroup: {e}",
+                        spec.name
+                    )));
+                }
+            };
+            // Joined first, so that everything after (mounts, exec) is accounted to it.
+            // SAFETY: `apply` only writes to open files (no allocation, no locks).
+            unsafe {
+                command.pre_exec(move || join.apply());
+            }
+        }
+        if let Some(plan) = mount_plan {
             // SAFETY: `apply` only makes system calls (no allocation, no locks).
             unsafe {
                 command.pre_exec(move || plan.apply());
             }
         }
-        let mut child = command
+        let spawned = command
             .args(args)
             .env_clear()
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .current_dir(&spec.working_dir)
             .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .process_group(0)
-            .spawn()
-            .map_err(|e| {
-                let mounts = if spec.mounts.is_empty() {
-                    String::new()
-                } else {
-                    let list: Vec<String> = spec
-                        .mounts
-                        .iter()
-                        .map(|m| format!("{} at {}", m.source.display(), m.target.display()))
-                        .collect();
-                    format!(" (or mount {})", list.join(", "))
-                };
-                Error::Runtime(format!(
-                    "container {:?}: cannot run {program:?}{mounts}: {e}",
-                    spec.name
-                ))
-            })?;
+            .spawn();
+        if spawned.is_err() {
+            if let Some(group) = &cgroup {
+                group.remove().await;
+            }
+        }
+        let mut child = spawned.map_err(|e| {
+            let mounts = if spec.mounts.is_empty() {
+                String::new()
+            } else {
+                let list: Vec<String> = spec
+                    .mounts
+                    .iter()
+                    .map(|m| format!("{} at {}", m.source.display(), m.target.display()))
+                    .collect();
+                format!(" (or mount {})", list.join(", "))
+            };
+            let cgroup = match &cgroup {
+                Some(_) => " (or join its cgroup)",
+                None => "",
+            };
+            Error::Runtime(format!(
+                "container {:?}: cannot run {program:?}{mounts}{cgroup}: {e}",
+                spec.name
+            ))
+        })?;
         let started_at = jiff::Timestamp::now();
+        let mut copies = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            let path = spec.log_path.clone();
+            copies.push(tokio::spawn(container_log::copy(
+                out,
+                Stream::Stdout,
+                log,
+                path,
+            )));
+        }
+        if let Some(err) = child.stderr.take() {
+            let path = spec.log_path.clone();
+            copies.push(tokio::spawn(container_log::copy(
+                err,
+                Stream::Stderr,
+                log_err,
+                path,
+            )));
+        }
         let pid = child.id();
         let pgid = pid
             .and_then(|p| Pid::from_raw(p as i32))
             .ok_or_else(|| Error::Runtime(format!("container {:?}: no process id", spec.name)))?;
         let (tx, rx) = watch::channel(None);
         let name = spec.name.clone();
+        let group = cgroup.clone();
         tokio::spawn(async move {
             let (exit_code, signal) = match child.wait().await {
                 Ok(status) => match (status.code(), status.signal()) {
@@ -129,10 +226,25 @@ impl ProcessRuntime {
             };
             // A container ends with its main process: whatever it left behind goes too.
             let _ = kill_process_group(pgid, Signal::KILL);
+            let finished_at = jiff::Timestamp::now();
+            // Read before the group goes (with what is left in it).
+            let oom_killed = match &group {
+                Some(group) => {
+                    let oom = group.oom_killed(signal == Some(Signal::KILL.as_raw()));
+                    group.remove().await;
+                    oom
+                }
+                None => false,
+            };
+            let drained = tokio::time::timeout(LOG_DRAIN, futures::future::join_all(copies));
+            if drained.await.is_err() {
+                tracing::debug!(container = %name, "output still open after the container ended");
+            }
             let _ = tx.send(Some(Exit {
                 exit_code,
                 signal,
-                finished_at: jiff::Timestamp::now(),
+                finished_at,
+                oom_killed,
             }));
         });
         let id = format!(
@@ -148,6 +260,7 @@ impl ProcessRuntime {
                 env: spec.env.clone(),
                 working_dir: spec.working_dir.clone(),
                 mount_ns_of: (!spec.mounts.is_empty()).then_some(pgid),
+                cgroup,
             },
         );
         Ok(Started {
@@ -195,22 +308,17 @@ impl ProcessRuntime {
         argv: &[String],
         timeout: Duration,
     ) -> Result<ExecOutput> {
-        let (env, working_dir, mount_ns_of) = {
-            let containers = self.containers.lock().expect("containers lock");
-            let entry = containers
-                .get(id)
-                .filter(|e| e.exit.borrow().is_none())
-                .ok_or_else(|| Error::Runtime(format!("container {id} is not running")))?;
-            (
-                entry.env.clone(),
-                entry.working_dir.clone(),
-                entry.mount_ns_of,
-            )
-        };
+        let ExecContext {
+            env,
+            working_dir,
+            mount_ns_of,
+            cgroup,
+        } = self.exec_context(id)?;
         let Some((program, args)) = argv.split_first() else {
             return Err(Error::Runtime("exec: empty command".into()));
         };
         let mut command = tokio::process::Command::new(program);
+        join_cgroup(&mut command, cgroup.as_deref(), id)?;
         if let Some(pid) = mount_ns_of {
             let join = super::mount_ns::JoinMountNs::new(pid.as_raw_nonzero().get(), &working_dir)
                 .map_err(|e| Error::Runtime(format!("exec in container {id}: {e}")))?;
@@ -260,6 +368,52 @@ impl ProcessRuntime {
     }
 }
 
+/// What a command exec'd in a running container runs with.
+struct ExecContext {
+    env: Vec<(String, String)>,
+    working_dir: std::path::PathBuf,
+    /// The process whose mount namespace it joins.
+    mount_ns_of: Option<Pid>,
+    cgroup: Option<Arc<ContainerCgroup>>,
+}
+
+impl ProcessRuntime {
+    /// What a command exec'd in running container `id` runs with: its environment, working
+    /// directory, mount namespace and cgroup.
+    fn exec_context(&self, id: &str) -> Result<ExecContext> {
+        let containers = self.containers.lock().expect("containers lock");
+        let entry = containers
+            .get(id)
+            .filter(|e| e.exit.borrow().is_none())
+            .ok_or_else(|| Error::Runtime(format!("container {id} is not running")))?;
+        Ok(ExecContext {
+            env: entry.env.clone(),
+            working_dir: entry.working_dir.clone(),
+            mount_ns_of: entry.mount_ns_of,
+            cgroup: entry.cgroup.clone(),
+        })
+    }
+}
+
+/// Have `command` join container `id`'s cgroup (when it has one) before it execs, like the
+/// container's own processes.
+fn join_cgroup(
+    command: &mut tokio::process::Command,
+    cgroup: Option<&ContainerCgroup>,
+    id: &str,
+) -> Result<()> {
+    if let Some(group) = cgroup {
+        let join = group
+            .join()
+            .map_err(|e| Error::Runtime(format!("exec in container {id}: its cgroup: {e}")))?;
+        // SAFETY: `apply` only writes to open files (no allocation, no locks).
+        unsafe {
+            command.pre_exec(move || join.apply());
+        }
+    }
+    Ok(())
+}
+
 impl Runtime for ProcessRuntime {
     fn name(&self) -> &'static str {
         "process"
@@ -288,6 +442,14 @@ impl Runtime for ProcessRuntime {
 
     fn check_mounts(&self) -> std::result::Result<(), String> {
         super::mount_ns::mount_namespaces()
+    }
+
+    fn limits_enforcement(&self) -> String {
+        self.cgroups.summary()
+    }
+
+    fn unenforced_limits(&self, limits: &Limits) -> Option<String> {
+        self.cgroups.unenforced(limits)
     }
 
     fn exec_stream<'a>(
@@ -345,9 +507,23 @@ mod tests {
         let mut exit = s.exit.clone();
         let e = exit.wait_for(Option::is_some).await.unwrap().unwrap();
         assert_eq!((e.exit_code, e.signal), (3, None));
-        let log = std::fs::read_to_string(dir.path().join("logs/c.log")).unwrap();
+        let file = std::fs::read(dir.path().join("logs/c.log")).unwrap();
         let cwd = dir.path().canonicalize().unwrap();
-        assert_eq!(log, format!("hi there\n{}\noops\n", cwd.display()));
+        // Each line a record with its time and stream (the two streams are two pipes: lines
+        // of one keep their order, the streams interleave as their output arrived).
+        let text = String::from_utf8(file).unwrap();
+        let of = |stream: &str| -> Vec<String> {
+            text.lines()
+                .map(|l| container_log::parse(l.as_bytes()))
+                .filter(|r| r.stream.map(container_log::Stream::name) == Some(stream))
+                .map(|r| String::from_utf8_lossy(r.content).into_owned())
+                .collect()
+        };
+        assert_eq!(
+            of("stdout"),
+            ["hi there".to_string(), cwd.display().to_string()]
+        );
+        assert_eq!(of("stderr"), ["oops"]);
         // Stopping an exited container answers its exit.
         assert_eq!(rt.stop(&s.id, Duration::ZERO).await.unwrap(), e);
     }
@@ -376,7 +552,19 @@ mod tests {
         }
         let e = rt.stop(&s.id, Duration::from_millis(200)).await.unwrap();
         assert_eq!((e.exit_code, e.signal), (137, Some(9)));
-        assert_eq!(live_in_group(s.pid.unwrap()), Vec::<u32>::new());
+        // SIGKILL reaches the rest of the group asynchronously: poll until none is left.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let live = live_in_group(s.pid.unwrap());
+            if live.is_empty() {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "still alive in the group 10 s after the kill: {live:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// The processes of group `pgid` that are alive (not zombies waiting for a reaper).

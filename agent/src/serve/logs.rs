@@ -1,13 +1,16 @@
 //! Container logs: the current instance's log is `<pod dir>/<container>.log`; when a container
 //! starts again its log becomes `<container>.previous.log` (one previous instance is kept, as the
-//! kubelet does). Reading from the last N lines, and following a log as it grows until its
-//! container instance ends.
+//! kubelet does). Reading from the last N lines (records: a line longer than
+//! [`MAX_RECORD`](crate::container_log::MAX_RECORD) counts as several), from a time on, with or
+//! without times, and following a log as it grows until its container instance ends.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+
+use crate::container_log::Renderer;
 
 /// How often a followed log is checked for new output.
 const FOLLOW_POLL: Duration = Duration::from_millis(100);
@@ -58,13 +61,15 @@ pub fn tail_offset(file: &mut std::fs::File, lines: u64) -> std::io::Result<u64>
     Ok(0)
 }
 
-/// Send `path` from the start (or its last `tail` lines) to `tx`; with `follow`, keep sending
-/// what is appended until `ended()` says the instance that writes it is gone (then what it
-/// wrote last is sent too) or the receiver goes away.
+/// Send the output logged in `path` (see [`container_log`](crate::container_log)) from the
+/// start (or its last `tail` lines) to `tx`, as `view` shows it (from a time on, with times);
+/// with `follow`, keep sending what is appended until `ended()` says the instance that writes
+/// it is gone (then what it wrote last is sent too) or the receiver goes away.
 pub async fn stream(
     path: &Path,
     tail: Option<u64>,
     follow: bool,
+    mut view: Renderer,
     ended: impl Fn() -> bool,
     tx: mpsc::Sender<Vec<u8>>,
 ) -> std::io::Result<()> {
@@ -75,6 +80,8 @@ pub async fn stream(
     };
     file.seek(SeekFrom::Start(start))?;
     let mut buf = vec![0u8; CHUNK];
+    // Read but not shown yet: a record being written (no newline yet).
+    let mut pending = Vec::new();
     loop {
         // Check before reading, so that output written just before the end is still sent.
         let done = !follow || ended();
@@ -83,11 +90,21 @@ pub async fn stream(
             if n == 0 {
                 break;
             }
-            if tx.send(buf[..n].to_vec()).await.is_err() {
+            pending.extend_from_slice(&buf[..n]);
+            let mut out = Vec::new();
+            let used = view.lines(&pending, &mut out);
+            pending.drain(..used);
+            if !out.is_empty() && tx.send(out).await.is_err() {
                 return Ok(());
             }
         }
         if done {
+            if !pending.is_empty() {
+                // A last record without its newline (its writer is gone).
+                let mut out = Vec::new();
+                view.line(&pending, &mut out);
+                let _ = tx.send(out).await;
+            }
             return Ok(());
         }
         tokio::select! {
@@ -139,6 +156,44 @@ mod tests {
         assert!(!log.exists());
     }
 
+    /// Everything `stream` sends for `path` (not following).
+    async fn read_all(path: &Path, tail: Option<u64>, view: Renderer) -> String {
+        let (tx, mut rx) = mpsc::channel(64);
+        stream(path, tail, false, view, || true, tx).await.unwrap();
+        let mut all = Vec::new();
+        while let Some(chunk) = rx.recv().await {
+            all.extend(chunk);
+        }
+        String::from_utf8(all).unwrap()
+    }
+
+    #[tokio::test]
+    async fn records_are_shown_from_a_time_on_and_with_their_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        std::fs::write(
+            &path,
+            "2026-01-02T03:00:00.000000000Z stdout F old\n\
+             2026-01-02T03:00:10.000000000Z stderr F new\n\
+             2026-01-02T03:00:11.000000000Z stdout F newer\n\
+             2026-01-02T03:00:12.000000000Z stdout F cut",
+        )
+        .unwrap();
+        let since: jiff::Timestamp = "2026-01-02T03:00:05Z".parse().unwrap();
+        assert_eq!(
+            read_all(&path, None, Renderer::new(None, false)).await,
+            "old\nnew\nnewer\ncut\n"
+        );
+        assert_eq!(
+            read_all(&path, None, Renderer::new(Some(since), false)).await,
+            "new\nnewer\ncut\n"
+        );
+        assert_eq!(
+            read_all(&path, Some(2), Renderer::new(None, true)).await,
+            "2026-01-02T03:00:11.000000000Z newer\n2026-01-02T03:00:12.000000000Z cut\n"
+        );
+    }
+
     #[tokio::test]
     async fn follow_sends_appended_output_until_the_instance_ends() {
         use std::io::Write;
@@ -153,7 +208,16 @@ mod tests {
         let task = {
             let (path, ended) = (path.clone(), ended.clone());
             tokio::spawn(async move {
-                stream(&path, Some(1), true, || ended.load(Ordering::SeqCst), tx).await
+                let view = Renderer::new(None, false);
+                stream(
+                    &path,
+                    Some(1),
+                    true,
+                    view,
+                    || ended.load(Ordering::SeqCst),
+                    tx,
+                )
+                .await
             })
         };
         assert_eq!(rx.recv().await.unwrap(), b"two\n");

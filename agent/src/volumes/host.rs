@@ -79,12 +79,14 @@ pub(super) fn host_path(path: &str, type_: &str) -> Result<PathBuf, String> {
     Ok(p)
 }
 
-/// The host path of claim `claim`: it must be Bound to a hostPath PersistentVolume (such as
-/// the local provisioner's).
+/// The host path of claim `claim` for a pod on node `node`: it must be Bound to a hostPath
+/// PersistentVolume (such as the local provisioner's) that lives on this node, so a pod never
+/// starts on an empty directory while its data is on another machine.
 pub(super) async fn claim_path(
     client: &Client,
     namespace: &str,
     claim: &str,
+    node: &str,
 ) -> Result<PathBuf, String> {
     let pvc: PersistentVolumeClaim = get_optional(client, namespace, claim)
         .await
@@ -116,6 +118,12 @@ pub(super) async fn claim_path(
              provisioner's, class \"local\")"
         ));
     };
+    if let Some(owner) = super::reclaim::volume_node(&pv).filter(|n| *n != node) {
+        return Err(format!(
+            "persistentvolume {volume_name:?} of claim {claim:?} is on node {owner:?} (its node \
+             affinity), not on this node {node:?}"
+        ));
+    }
     host_path(&hp.path, hp.type_.as_deref().unwrap_or(""))
 }
 

@@ -5,7 +5,8 @@
 //! Other volume types are refused with a message naming the field.
 //!
 //! Volume data lives in `<pod dir>/volumes/<name>` except for hostPath and claims, which are
-//! their host paths (and are never removed). [`PodVolumes::set_up`] prepares every volume before
+//! their host paths (and are never removed by a pod's tear-down; [`reclaim`] removes a deleted
+//! local volume's directory on its node). [`PodVolumes::set_up`] prepares every volume before
 //! the pod's first container starts; [`PodVolumes::resync`] re-projects configMap and secret
 //! volumes from the API periodically and downwardAPI volumes from the pod as it changes;
 //! [`tear_down`] unmounts what the agent mounted before the pod directory is removed.
@@ -27,6 +28,7 @@ use crate::runtime::Mount;
 
 mod host;
 pub mod projection;
+pub mod reclaim;
 
 /// The volume types this agent sets up.
 const SUPPORTED: &str = "emptyDir, hostPath, configMap, secret, downwardAPI, persistentVolumeClaim";
@@ -189,9 +191,17 @@ impl PodVolumes {
                 }
             } else if let Some(claim) = &volume.persistent_volume_claim {
                 Ready {
-                    path: host::claim_path(client, &fields.namespace, &claim.claim_name)
-                        .await
-                        .map_err(fail)?,
+                    path: host::claim_path(
+                        client,
+                        &fields.namespace,
+                        &claim.claim_name,
+                        pod.spec
+                            .as_ref()
+                            .and_then(|s| s.node_name.as_deref())
+                            .unwrap_or_default(),
+                    )
+                    .await
+                    .map_err(fail)?,
                     read_only: claim.read_only == Some(true),
                     source: Source::Fixed,
                 }

@@ -2,7 +2,7 @@
 //!
 //! It follows kube-scheduler's default profile. [`schedule`] runs the filters (NodeUnschedulable,
 //! NodeName, readiness, TaintToleration, NodeAffinity, NodePorts, NodeResourcesFit,
-//! VolumeBinding for bound claims, InterPodAffinity) over every node of a [`Snapshot`], scores
+//! VolumeBinding (bound claims, and claims waiting for their first consumer), InterPodAffinity) over every node of a [`Snapshot`], scores
 //! the feasible ones (LeastAllocated, BalancedAllocation, preferred node affinity, preferred
 //! inter-pod affinity, spreading of a controller's pods over nodes and zones, PreferNoSchedule
 //! taints) with kube-scheduler's weights, and breaks ties at random. When no node fits it
@@ -41,6 +41,9 @@ pub struct ScheduleResult {
     pub node: String,
     /// How many nodes passed the filters.
     pub feasible_nodes: usize,
+    /// The pod's claims (in its namespace) that wait for their first consumer: the chosen node
+    /// goes into their `volume.kubernetes.io/selected-node` annotation before the pod is bound.
+    pub claims_to_select: Vec<String>,
 }
 
 /// Chooses a node for `pod`: the feasible node with the highest weighted score, a random one
@@ -70,6 +73,7 @@ pub fn schedule(
     Ok(ScheduleResult {
         node: snapshot.nodes[chosen].name().to_string(),
         feasible_nodes: feasible.len(),
+        claims_to_select: query.claims_to_select().to_vec(),
     })
 }
 

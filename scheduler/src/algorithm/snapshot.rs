@@ -131,6 +131,29 @@ impl Snapshot {
         self.pvs.get(name)
     }
 
+    pub(crate) fn volumes(&self) -> impl Iterator<Item = &PersistentVolume> {
+        self.pvs.values()
+    }
+
+    /// Assume that claim `namespace/name` has `annotation` set to `value` (the scheduler wrote
+    /// it and the cache does not show it yet), so the next decisions see it. Unknown claims are
+    /// ignored.
+    pub fn assume_claim_annotation(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        annotation: &str,
+        value: &str,
+    ) {
+        if let Some(claim) = self.pvcs.get_mut(namespace).and_then(|c| c.get_mut(name)) {
+            claim
+                .metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(annotation.into(), value.into());
+        }
+    }
+
     /// The number of live pods of a controller owner on each node (by node index).
     pub(crate) fn owner_counts(&self, owner_uid: &str) -> Option<&HashMap<usize, u32>> {
         self.owner_counts.get(owner_uid)

@@ -7,7 +7,7 @@
 //! system on one small machine, not for a server alone.
 //!
 //! Run: `cargo run --release -p rkube-tests --bin api_bench -- [--rate 500] [--rate-secs 10]
-//! [--watches 1000] [--clients 64] [--pods 10000]`.
+//! [--watches 1000] [--watch-rates 20,50,100] [--clients 64] [--pods 10000]`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -31,9 +31,14 @@ struct Args {
     /// Seconds of the fixed-rate phase.
     #[arg(long, default_value_t = 10)]
     rate_secs: u64,
-    /// Open watches during the fixed-rate phase.
+    /// Open watches during the fixed-rate phases.
     #[arg(long, default_value_t = 1000)]
     watches: usize,
+    /// Further phases measuring watch delivery with the same number of watches at these lower
+    /// create rates (events per second), e.g. 20,100. Each watch receives every event, so a
+    /// phase delivers watches x rate events per second.
+    #[arg(long, value_delimiter = ',', default_value = "20,50,100")]
+    watch_rates: Vec<u64>,
     /// Concurrent clients in the throughput phases.
     #[arg(long, default_value_t = 64)]
     clients: usize,
@@ -85,115 +90,12 @@ async fn main() -> Result<()> {
     println!("| phase | operations | ops/s | p50 ms | p99 ms | max ms | errors |");
     println!("|---|---|---|---|---|---|---|");
 
-    // Watches, opened before the fixed-rate phase; each records delivery latency after the
-    // create was acknowledged (clamped at zero: a follower may deliver before the ack arrives).
-    let acked: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let delivery = Arc::new(Mutex::new(histogram()?));
-    let delivered = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    // Separate clients spread the watch streams over several connections per server.
-    let watch_clients: Vec<Client> = (0..(args.watches / 100).max(1))
-        .map(|i| cluster.client_to(i % 3 + 1))
-        .collect();
-    let mut watchers = Vec::new();
-    for i in 0..args.watches {
-        let client = watch_clients[i % watch_clients.len()].clone();
-        let (acked, delivery, delivered) = (acked.clone(), delivery.clone(), delivered.clone());
-        watchers.push(tokio::spawn(async move {
-            let mut local = histogram().expect("histogram");
-            let params = ListParams {
-                namespace: "bench".into(),
-                ..Default::default()
-            };
-            let mut w = Box::pin(client.watch(&KindRef::resource("pods"), &params, false));
-            while let Some(ev) = w.next().await {
-                if let Ok(WatchEvent::Added(o)) = ev {
-                    let now = Instant::now();
-                    let name = o["metadata"]["name"].as_str().unwrap_or("").to_string();
-                    let at = acked.lock().expect("acked").get(&name).copied();
-                    let us = at.map_or(0, |t| now.saturating_duration_since(t).as_micros() as u64);
-                    let _ = local.record(us.max(1));
-                    delivered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if name == "rate-end" {
-                        break;
-                    }
-                }
-            }
-            delivery
-                .lock()
-                .expect("delivery")
-                .add(&local)
-                .expect("merge");
-        }));
+    // Create latency at the fixed rate with the watches open, then watch delivery with the
+    // same watches at each lower event rate asked for.
+    rate_phase(&cluster, &clients, &args, args.rate, "rate").await?;
+    for &rate in &args.watch_rates {
+        rate_phase(&cluster, &clients, &args, rate, &format!("w{rate}")).await?;
     }
-    // Let every watch open before the measured phase.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-
-    // Fixed-rate creates.
-    let total = args.rate * args.rate_secs;
-    let create_hist = Arc::new(Mutex::new(histogram()?));
-    let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / args.rate.max(1)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for i in 0..total {
-        tick.tick().await;
-        let client = clients[i as usize % 3].clone();
-        let (acked, hist, errors) = (acked.clone(), create_hist.clone(), errors.clone());
-        tasks.push(tokio::spawn(async move {
-            let name = format!("rate-{i}");
-            let t = Instant::now();
-            match client.create(&pod(&name), "bench").await {
-                Ok(_) => {
-                    let done = Instant::now();
-                    acked.lock().expect("acked").insert(name, done);
-                    let _ = hist
-                        .lock()
-                        .expect("hist")
-                        .record(done.duration_since(t).as_micros() as u64);
-                }
-                Err(_) => {
-                    errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-            }
-        }));
-    }
-    for t in tasks {
-        t.await?;
-    }
-    let secs = start.elapsed().as_secs_f64();
-    row(
-        &format!("create at {}/s", args.rate),
-        total,
-        secs,
-        &create_hist.lock().expect("hist"),
-        errors.load(std::sync::atomic::Ordering::Relaxed),
-    );
-    acked
-        .lock()
-        .expect("acked")
-        .insert("rate-end".into(), Instant::now());
-    clients[0]
-        .create(&pod("rate-end"), "bench")
-        .await
-        .context("final create")?;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    for w in watchers {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if tokio::time::timeout(left, w).await.is_err() {
-            eprintln!("a watch did not see the last pod within 120 s");
-            break;
-        }
-    }
-    let d = delivery.lock().expect("delivery").clone();
-    println!(
-        "| watch delivery ({} watches) | {} | - | {:.2} | {:.2} | {:.2} | - |",
-        args.watches,
-        delivered.load(std::sync::atomic::Ordering::Relaxed),
-        ms(&d, 0.5),
-        ms(&d, 0.99),
-        d.max() as f64 / 1000.0
-    );
 
     // Closed-loop create and get throughput.
     let created = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -320,5 +222,130 @@ async fn main() -> Result<()> {
         "\npeak memory of the process (3 servers + load generator): {} MiB",
         rss.parse::<u64>().unwrap_or(0) / 1024
     );
+    Ok(())
+}
+
+/// One fixed-rate phase: `args.watches` watches open, pods named `PREFIX-N` created at `rate`
+/// per second for `args.rate_secs`; prints the create latency and the watch delivery latency
+/// (each watch's delivery of each pod after its create was acknowledged).
+async fn rate_phase(
+    cluster: &ApiCluster,
+    clients: &[Client],
+    args: &Args,
+    rate: u64,
+    prefix: &str,
+) -> Result<()> {
+    let end_name = format!("{prefix}-end");
+    // Watches, opened before the fixed-rate phase; each records delivery latency after the
+    // create was acknowledged (clamped at zero: a follower may deliver before the ack arrives).
+    let acked: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let delivery = Arc::new(Mutex::new(histogram()?));
+    let delivered = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    // Separate clients spread the watch streams over several connections per server.
+    let watch_clients: Vec<Client> = (0..(args.watches / 100).max(1))
+        .map(|i| cluster.client_to(i % 3 + 1))
+        .collect();
+    let mut watchers = Vec::new();
+    for i in 0..args.watches {
+        let client = watch_clients[i % watch_clients.len()].clone();
+        let (acked, delivery, delivered) = (acked.clone(), delivery.clone(), delivered.clone());
+        let end_name = end_name.clone();
+        watchers.push(tokio::spawn(async move {
+            let mut local = histogram().expect("histogram");
+            let params = ListParams {
+                namespace: "bench".into(),
+                ..Default::default()
+            };
+            let mut w = Box::pin(client.watch(&KindRef::resource("pods"), &params, false));
+            while let Some(ev) = w.next().await {
+                if let Ok(WatchEvent::Added(o)) = ev {
+                    let now = Instant::now();
+                    let name = o["metadata"]["name"].as_str().unwrap_or("").to_string();
+                    let at = acked.lock().expect("acked").get(&name).copied();
+                    let us = at.map_or(0, |t| now.saturating_duration_since(t).as_micros() as u64);
+                    let _ = local.record(us.max(1));
+                    delivered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if name == end_name {
+                        break;
+                    }
+                }
+            }
+            delivery
+                .lock()
+                .expect("delivery")
+                .add(&local)
+                .expect("merge");
+        }));
+    }
+    // Let every watch open before the measured phase.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Fixed-rate creates.
+    let total = rate * args.rate_secs;
+    let create_hist = Arc::new(Mutex::new(histogram()?));
+    let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate.max(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..total {
+        tick.tick().await;
+        let client = clients[i as usize % 3].clone();
+        let (acked, hist, errors) = (acked.clone(), create_hist.clone(), errors.clone());
+        let name = format!("{prefix}-{i}");
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            match client.create(&pod(&name), "bench").await {
+                Ok(_) => {
+                    let done = Instant::now();
+                    acked.lock().expect("acked").insert(name, done);
+                    let _ = hist
+                        .lock()
+                        .expect("hist")
+                        .record(done.duration_since(t).as_micros() as u64);
+                }
+                Err(_) => {
+                    errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    row(
+        &format!("create at {}/s", rate),
+        total,
+        secs,
+        &create_hist.lock().expect("hist"),
+        errors.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    acked
+        .lock()
+        .expect("acked")
+        .insert(end_name.clone(), Instant::now());
+    clients[0]
+        .create(&pod(&end_name), "bench")
+        .await
+        .context("final create")?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for w in watchers {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if tokio::time::timeout(left, w).await.is_err() {
+            eprintln!("a watch did not see the last pod within 120 s");
+            break;
+        }
+    }
+    let d = delivery.lock().expect("delivery").clone();
+    println!(
+        "| watch delivery ({} watches, {rate} events/s) | {} | - | {:.2} | {:.2} | {:.2} | - |",
+        args.watches,
+        delivered.load(std::sync::atomic::Ordering::Relaxed),
+        ms(&d, 0.5),
+        ms(&d, 0.99),
+        d.max() as f64 / 1000.0
+    );
+
     Ok(())
 }

@@ -1,6 +1,6 @@
-//! `chaos`: the chaos suite against a local cluster of `rkube server` processes, in quick (CI) or
-//! soak mode; prints the verdict table and the failover figures, keeps the raw histories, and
-//! exits non-zero on any anomaly.
+//! `chaos`: the chaos suite against the compose deployment (docker mode) or a local cluster of
+//! `rkube server` processes (process mode), in quick (CI) or soak mode; prints the verdict
+//! table and the failover figures, keeps the raw histories, and exits non-zero on any anomaly.
 //!
 //! ```text
 //! cargo build -p rkube --bin rkube && cargo run -p rkube-tests --bin chaos -- --quick
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use rkube_tests::chaos::runner::{run_processes, RunOptions};
+use rkube_tests::chaos::runner::{run_best, run_docker, run_processes, RunOptions};
 
 #[derive(Parser)]
 #[command(
@@ -37,9 +37,14 @@ struct Args {
     /// Workload clients (one request in flight each).
     #[arg(long)]
     clients: Option<u32>,
+    /// `docker` (the compose deployment: docker kill/pause, iptables partitions), `process`
+    /// (server processes, signals, the fault-injecting peer transport) or `auto` (docker where
+    /// Docker, compose, nsenter and iptables are usable as root, else process).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "docker", "process"])]
+    mode: String,
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -77,7 +82,15 @@ async fn main() -> anyhow::Result<()> {
     if let Some(c) = args.clients {
         options.workload.clients = c;
     }
-    let report = run_processes(options).await?;
+    let repo_root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("the repository root")?
+        .to_path_buf();
+    let report = match args.mode.as_str() {
+        "docker" => run_docker(options, &repo_root).await?,
+        "process" => run_processes(options).await?,
+        _ => run_best(options, &repo_root).await?,
+    };
     if !report.verdict.is_clean() {
         anyhow::bail!(
             "the chaos run found {} anomalies ({})",

@@ -25,7 +25,12 @@ pub fn manifest(replicas: i32) -> serde_json::Value {
             "selector": {"matchLabels": {"app": NAME}},
             "template": {
                 "metadata": {"labels": {"app": NAME}},
-                "spec": {"containers": [{"name": "web", "image": "sim/web:1"}]}
+                // Simulated nodes ignore the command; agents (docker mode) run the demo app.
+                "spec": {"containers": [{
+                    "name": "web",
+                    "image": "sim/web:1",
+                    "command": ["/rkube", "demo-app"],
+                }]}
             }
         }
     })
@@ -107,6 +112,31 @@ pub async fn controller_reaction(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     None
+}
+
+/// Whether the Deployment has as many ready, live pods as its spec asks for and none of its
+/// live pods is on node `dead`.
+pub async fn whole_without(client: &Client, dead: &str) -> bool {
+    let Ok(d) = client.get_typed::<Deployment>(NAMESPACE, NAME).await else {
+        return false;
+    };
+    let want = d.spec.replicas.unwrap_or(1) as usize;
+    let Ok(pods) = pods(client).await else {
+        return false;
+    };
+    let live: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect();
+    let on = |p: &Pod| p.spec.as_ref().and_then(|s| s.node_name.clone());
+    let ready = |p: &Pod| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    };
+    !live.iter().any(|p| on(p).as_deref() == Some(dead))
+        && live.iter().filter(|p| ready(p)).count() >= want
 }
 
 /// Why the Deployment has not converged yet, or `None` once it has: its status reports

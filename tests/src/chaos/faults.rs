@@ -7,8 +7,7 @@
 //! switch of blocked peers that covers every replica-to-replica request (Raft, forwarded writes,
 //! read-index), a blocked link fails at once like an unreachable peer, and nothing sits on the
 //! data path when no fault is active. A one-way drop is one server's file naming the other.
-//! Another backend (e.g. docker compose: `docker kill`, `docker pause`, network disconnect) only
-//! has to implement [`Backend`].
+//! The docker mode's backend is [`super::docker::DockerBackend`].
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -32,6 +31,10 @@ pub trait Backend: Send {
     }
     /// The API address of each server.
     fn api_addrs(&self) -> Vec<String>;
+    /// The peer (store) address of each server.
+    fn peer_addrs(&self) -> Vec<String>;
+    /// A directory holding `admin.kubeconfig` and the admin's `tls/` credentials.
+    fn admin_dir(&self) -> &Path;
     /// Crash the server (SIGKILL).
     fn kill(&mut self, server: ServerIx) -> anyhow::Result<()>;
     /// Start a crashed or stopped server again from its data.
@@ -42,10 +45,16 @@ pub trait Backend: Send {
     fn block(&mut self, from: ServerIx, to: &BTreeSet<ServerIx>) -> anyhow::Result<()>;
     /// Whether the server's process is up (not killed).
     fn is_running(&mut self, server: ServerIx) -> bool;
+    /// Start a fresh server (empty data) that joins the cluster as node `id` through server
+    /// `via`, becoming a voter on its own (the membership-change fault). It is not one of
+    /// [`Backend::servers`]: no other fault touches it.
+    fn start_joiner(&mut self, id: u64, via: ServerIx) -> anyhow::Result<()>;
+    /// Stop a joiner (after it was removed from the membership) and throw its data away.
+    fn stop_joiner(&mut self, id: u64) -> anyhow::Result<()>;
 }
 
 /// One fault, with its targets chosen when it is injected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FaultKind {
     /// SIGKILL the leader; restart it when healing.
@@ -62,10 +71,15 @@ pub enum FaultKind {
     SplitMinority,
     /// The leader cannot send to anyone; it still receives.
     OneWayFromLeader,
+    /// Kill the agent of the node with the most Deployment pods; start it again when healing
+    /// (after its pods run elsewhere).
+    KillAgent,
+    /// A fresh fourth server joins and becomes a voter; it is removed again when healing.
+    MembershipChange,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 7] = [
+    pub const ALL: [FaultKind; 9] = [
         FaultKind::KillLeader,
         FaultKind::KillRandom,
         FaultKind::PauseLeader,
@@ -73,7 +87,15 @@ impl FaultKind {
         FaultKind::IsolateLeader,
         FaultKind::SplitMinority,
         FaultKind::OneWayFromLeader,
+        FaultKind::KillAgent,
+        FaultKind::MembershipChange,
     ];
+
+    /// Whether [`inject`] handles it (server faults); the runner handles the others, which
+    /// need the API (agents, membership).
+    pub fn is_server_fault(self) -> bool {
+        !matches!(self, FaultKind::KillAgent | FaultKind::MembershipChange)
+    }
 }
 
 impl fmt::Display for FaultKind {
@@ -113,6 +135,9 @@ pub fn inject(
     let others = |s: ServerIx| -> BTreeSet<ServerIx> { (0..n).filter(|&o| o != s).collect() };
     let node = |s: ServerIx| backend_node(s);
     Ok(match kind {
+        FaultKind::KillAgent | FaultKind::MembershipChange => {
+            anyhow::bail!("{kind} is not a server fault: the runner injects it")
+        }
         FaultKind::KillLeader => {
             backend.kill(leader)?;
             damage.killed.insert(leader);
@@ -216,6 +241,9 @@ pub struct ProcessBackend {
     bin: PathBuf,
     servers: Vec<Server>,
     extra: Vec<String>,
+    data_dir: PathBuf,
+    log_dir: PathBuf,
+    joiners: std::collections::BTreeMap<u64, Child>,
 }
 
 impl ProcessBackend {
@@ -232,6 +260,9 @@ impl ProcessBackend {
             bin: bin.to_path_buf(),
             servers: Vec::new(),
             extra: extra.to_vec(),
+            data_dir: data_dir.to_path_buf(),
+            log_dir: log_dir.to_path_buf(),
+            joiners: Default::default(),
         };
         for i in 0..n {
             let port = |_| crate::process::free_port();
@@ -313,17 +344,12 @@ impl ProcessBackend {
         }
     }
 
-    /// The directory holding server 1's admin kubeconfig and certificates.
-    pub fn admin_dir(&self) -> &Path {
-        &self.servers[0].data_dir
-    }
-
-    pub fn peer_addr(&self, i: ServerIx) -> &str {
-        &self.servers[i].peer_addr
-    }
-
     /// Stop every server (SIGCONT first, in case one is paused).
     pub fn shutdown(&mut self) {
+        for (_, mut c) in std::mem::take(&mut self.joiners) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
         for s in &mut self.servers {
             if let Some(mut c) = s.child.take() {
                 let _ = signal(&c, "CONT");
@@ -363,6 +389,15 @@ impl Backend for ProcessBackend {
         self.servers.iter().map(|s| s.api_addr.clone()).collect()
     }
 
+    fn peer_addrs(&self) -> Vec<String> {
+        self.servers.iter().map(|s| s.peer_addr.clone()).collect()
+    }
+
+    /// Server 1's data directory.
+    fn admin_dir(&self) -> &Path {
+        &self.servers[0].data_dir
+    }
+
     fn kill(&mut self, i: ServerIx) -> anyhow::Result<()> {
         if let Some(mut c) = self.servers[i].child.take() {
             c.kill().context("SIGKILL")?;
@@ -400,6 +435,53 @@ impl Backend for ProcessBackend {
         std::fs::write(&tmp, ids.join("\n"))
             .and_then(|()| std::fs::rename(&tmp, file))
             .with_context(|| format!("writing {}", file.display()))
+    }
+
+    fn start_joiner(&mut self, id: u64, via: ServerIx) -> anyhow::Result<()> {
+        let token = std::fs::read_to_string(self.servers[0].data_dir.join("join-token"))
+            .context("reading the join token of server 1")?;
+        let data = self.data_dir.join(format!("joiner-{id}"));
+        let log_path = self.log_dir.join(format!("server-{id}.log"));
+        let log = std::fs::File::create(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
+        let child = Command::new(&self.bin)
+            .arg("server")
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--node-id", &id.to_string()])
+            .args([
+                "--listen-peer",
+                &format!("127.0.0.1:{}", crate::process::free_port()),
+            ])
+            .args([
+                "--listen-api",
+                &format!("127.0.0.1:{}", crate::process::free_port()),
+            ])
+            .args([
+                "--join",
+                &self.servers[via].peer_addr,
+                "--token",
+                token.trim(),
+            ])
+            .args(&self.extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", self.bin.display()))?;
+        self.joiners.insert(id, child);
+        Ok(())
+    }
+
+    fn stop_joiner(&mut self, id: u64) -> anyhow::Result<()> {
+        if let Some(mut c) = self.joiners.remove(&id) {
+            c.kill().context("SIGKILL")?;
+            c.wait().context("reaping a joiner")?;
+            let data = self.data_dir.join(format!("joiner-{id}"));
+            std::fs::remove_dir_all(&data)
+                .with_context(|| format!("removing {}", data.display()))?;
+        }
+        Ok(())
     }
 
     fn is_running(&mut self, i: ServerIx) -> bool {

@@ -14,18 +14,23 @@
 //! - [`check_watches`]: watch streams ordered, without duplicates or gaps, resumable, and
 //!   identical across replicas.
 //!
-//! The run itself: [`runner`] starts a cluster through a [`faults::Backend`] (today the process
-//! backend: `rkube server` children, SIGKILL/SIGSTOP and a fault-injecting peer transport), runs
+//! The run itself: [`runner`] starts a cluster through a [`faults::Backend`] (the docker
+//! backend, [`docker`]: the compose deployment with docker kill/pause and iptables partitions;
+//! or the process backend: `rkube server` children, SIGKILL/SIGSTOP and a fault-injecting peer
+//! transport, where Docker is unavailable), runs
 //! the [`workload`] (clients and one watch per replica) and a [`deployment`] being scaled and
 //! rolled, injects faults on a seeded schedule, heals, and checks; [`report`] has the fault
 //! table, the failover figures and the raw output files.
 
 pub mod deployment;
+pub mod docker;
 pub mod faults;
 mod history;
 mod linearizability;
 mod lost_writes;
+mod membership;
 mod model;
+pub mod nodes;
 pub mod report;
 mod revisions;
 pub mod runner;

@@ -39,6 +39,15 @@ pub struct Failover {
     pub controller_action_ms: Option<u64>,
 }
 
+/// One agent killed: the time until its node's pods ran elsewhere.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeLoss {
+    pub node: String,
+    /// Kill to the Deployment having all its ready pods on other nodes (the servers run with
+    /// a 10 s node monitor grace period and 2 s default toleration).
+    pub running_elsewhere_ms: Option<u64>,
+}
+
 impl FaultRecord {
     pub fn name(&self) -> String {
         self.kinds
@@ -100,6 +109,26 @@ pub fn render_failovers(failovers: &[Failover]) -> String {
     out
 }
 
+/// The node-loss figures as text.
+pub fn render_node_losses(losses: &[NodeLoss]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "agents killed ({}): kill -> the Deployment's pods ready on other nodes (grace period 10 s + toleration 2 s)",
+        losses.len()
+    );
+    for l in losses {
+        let _ = writeln!(
+            out,
+            "  {}: {}",
+            l.node,
+            l.running_elsewhere_ms
+                .map_or("not within 120 s".to_string(), |ms| format!("{ms} ms"))
+        );
+    }
+    out
+}
+
 /// Everything a run writes out.
 pub struct Outputs<'a> {
     pub history: &'a History,
@@ -107,6 +136,7 @@ pub struct Outputs<'a> {
     pub watches: &'a [WatchLog],
     pub faults: &'a [FaultRecord],
     pub failovers: &'a [Failover],
+    pub node_losses: &'a [NodeLoss],
     pub verdict: &'a Verdict,
     /// The verdict as printed.
     pub text: &'a str,
@@ -120,6 +150,7 @@ pub fn write_outputs(dir: &Path, o: &Outputs<'_>) -> anyhow::Result<()> {
         watches,
         faults,
         failovers,
+        node_losses,
         verdict,
         text,
     } = *o;
@@ -145,6 +176,10 @@ pub fn write_outputs(dir: &Path, o: &Outputs<'_>) -> anyhow::Result<()> {
     write(
         "failover.jsonl",
         lines(failovers.iter().map(json).collect()),
+    )?;
+    write(
+        "node-loss.jsonl",
+        lines(node_losses.iter().map(json).collect()),
     )?;
     write(
         "final-state.json",

@@ -15,17 +15,19 @@ use rkube_client::{Client, ClientConfig, KindRef, ListParams};
 use serde_json::json;
 
 use super::deployment::{self, Change};
+use super::docker::{self as docker_mode, DockerBackend, DockerOptions};
 use super::faults::{self, Backend, Damage, FaultKind, ProcessBackend, ServerIx};
 use super::history::{FinalState, History, ObjectState};
 use super::linearizability::CheckOptions;
-use super::report::{self, Failover, FaultRecord};
+use super::membership;
+use super::nodes::{self, Nodes};
+use super::report::{self, Failover, FaultRecord, NodeLoss};
 use super::settle::{
     fail, pass, replicas_identical, store_status, wait_deployment, wait_recovered,
 };
 use super::verdict::{check_all, Verdict};
 use super::watch::WatchLog;
 use super::workload::{self, Channels, Clock, Recorder, StopFlag, WorkloadOptions, NAMESPACE};
-use crate::sim_node::{SimNode, SimNodeSpec};
 
 /// How a run is shaped.
 #[derive(Debug, Clone)]
@@ -95,8 +97,65 @@ pub struct RunReport {
     pub verdict: Verdict,
     pub faults: Vec<FaultRecord>,
     pub failovers: Vec<Failover>,
+    pub node_losses: Vec<NodeLoss>,
     /// The verdict, fault table and failover figures as printed.
     pub text: String,
+}
+
+/// Server flags of a chaos run: history is kept long enough that a watch can always resume
+/// from where it broke, and a silent node's pods are evicted after seconds rather than minutes
+/// (so the agent-kill fault's pods run elsewhere within the fault).
+fn server_flags(options: &RunOptions) -> Vec<String> {
+    let compaction = format!("{}s", (options.duration.as_secs() * 2).max(3600));
+    [
+        "--compaction-interval",
+        &compaction,
+        "--node-monitor-grace-period",
+        "10s",
+        "--default-toleration-seconds",
+        "2",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Run the suite in docker mode where Docker allows it, else in process mode; the report says
+/// which (and why not docker).
+pub async fn run_best(
+    options: RunOptions,
+    repo_root: &std::path::Path,
+) -> anyhow::Result<RunReport> {
+    match docker_mode::unavailable() {
+        None => run_docker(options, repo_root).await,
+        Some(why) => {
+            println!("chaos: docker mode unavailable ({why}); running in process mode");
+            run_processes(options).await
+        }
+    }
+}
+
+/// Run the suite against the compose deployment of `deploy/` (see [`super::docker`]), its
+/// image built from `options.rkube_bin`.
+pub async fn run_docker(
+    options: RunOptions,
+    repo_root: &std::path::Path,
+) -> anyhow::Result<RunReport> {
+    std::fs::create_dir_all(&options.out_dir)
+        .with_context(|| format!("creating {}", options.out_dir.display()))?;
+    let server_flags = server_flags(&options).join(" ");
+    let docker_options = DockerOptions {
+        repo_root,
+        rkube_bin: &options.rkube_bin,
+        out_dir: &options.out_dir,
+        server_flags: &server_flags,
+        agent_flags: "--heartbeat-interval 2s",
+    };
+    println!("chaos: building the image and starting the compose deployment");
+    let mut backend = tokio::task::block_in_place(|| DockerBackend::start(&docker_options))?;
+    let mut agents = Nodes::Containers(backend.agents());
+    let result = run_on(&mut backend, &mut agents, &options).await;
+    tokio::task::block_in_place(|| backend.shutdown());
+    result
 }
 
 /// Run the suite against server processes of this checkout's `rkube` binary.
@@ -104,9 +163,7 @@ pub async fn run_processes(options: RunOptions) -> anyhow::Result<RunReport> {
     std::fs::create_dir_all(&options.out_dir)
         .with_context(|| format!("creating {}", options.out_dir.display()))?;
     let data = tempfile::tempdir().context("creating a data directory")?;
-    // History is kept long enough that a watch can always resume from where it broke.
-    let compaction = format!("{}s", (options.duration.as_secs() * 2).max(3600));
-    let extra = vec!["--compaction-interval".to_string(), compaction];
+    let extra = server_flags(&options);
     let mut backend = ProcessBackend::start(
         &options.rkube_bin,
         options.servers,
@@ -115,28 +172,37 @@ pub async fn run_processes(options: RunOptions) -> anyhow::Result<RunReport> {
         &extra,
     )
     .await?;
+    let mut sim_nodes = Nodes::simulated(options.sim_nodes);
+    let result = run_on(&mut backend, &mut sim_nodes, &options).await;
+    backend.shutdown();
+    result
+}
+
+/// Connect to the backend's cluster as its admin and run.
+async fn run_on<B: Backend>(
+    backend: &mut B,
+    nodes: &mut Nodes,
+    options: &RunOptions,
+) -> anyhow::Result<RunReport> {
     let path = backend.admin_dir().join("admin.kubeconfig");
     let mut config = rkube_client::Kubeconfig::load(&path)
         .with_context(|| format!("loading {}", path.display()))?
         .client_config()?;
     config.servers = backend.api_addrs();
     let pki = backend.admin_dir().to_path_buf();
-    let peers: Vec<String> = (0..options.servers)
-        .map(|i| backend.peer_addr(i).to_string())
-        .collect();
-    let result = run(&mut backend, config, &options, |revision_probe| {
+    let peers = backend.peer_addrs();
+    run(backend, nodes, config, options, |revision_probe| {
         let pki = pki.clone();
         let peers = peers.clone();
         async move { store_status(&pki, &peers, revision_probe).await }
     })
-    .await;
-    backend.shutdown();
-    result
+    .await
 }
 
 /// The run proper, against any backend; `status` reads every server's revision and hash.
 async fn run<B, S, F>(
     backend: &mut B,
+    nodes: &mut Nodes,
     config: ClientConfig,
     options: &RunOptions,
     status: S,
@@ -172,10 +238,7 @@ where
         .create(&ns, "")
         .await
         .context("creating the namespace")?;
-    let mut nodes = Vec::new();
-    for i in 1..=options.sim_nodes {
-        nodes.push(SimNode::start(client.clone(), SimNodeSpec::new(&format!("sim-{i}"))).await?);
-    }
+    nodes.start(&client).await?;
     client
         .create(&deployment::manifest(3), NAMESPACE)
         .await
@@ -238,6 +301,8 @@ where
     let mut faults = Vec::new();
     let mut failover_tasks = Vec::new();
     let mut not_recovered = Vec::new();
+    let mut node_losses = Vec::new();
+    let mut next_joiner = backend.servers() as u64 + 1;
     let began = Instant::now();
     // Faults start once the workload has writes acknowledged on several keys,
     // so the history holds operations from before the first fault.
@@ -261,10 +326,23 @@ where
         step += 1;
         let leader = leader(&client).await;
         let mut damage = Damage::default();
-        let at = clock.now();
-        let killed_at = Instant::now();
         let mut described = Vec::new();
-        for &kind in &kinds {
+        // A joiner starts first, while every server runs: in docker mode a container created
+        // while a server is down could take the address that server comes back at.
+        let mut joiner = None;
+        if kinds.contains(&FaultKind::MembershipChange) {
+            let id = next_joiner;
+            next_joiner += 1;
+            let via = leader.filter(|&l| l < backend.servers()).unwrap_or(0);
+            backend.start_joiner(id, via)?;
+            let c = client.clone();
+            let task = tokio::spawn(async move {
+                membership::wait_voter(&c, id, Instant::now(), Duration::from_secs(60)).await
+            });
+            described.push(format!("server {id} joins through server {}", via + 1));
+            joiner = Some((id, task));
+        }
+        for &kind in kinds.iter().filter(|k| k.is_server_fault()) {
             let mut pick = |n: usize| rng.random_range(0..n.max(1));
             described.push(faults::inject(
                 backend,
@@ -274,8 +352,27 @@ where
                 &mut damage,
             )?);
         }
-        // Control-loop work during the fault: a scale-up right after a leader kill is timed.
-        if kinds.contains(&FaultKind::KillLeader) {
+        // Unavailability counts from the moment the fault is in place (a docker command or a
+        // set of iptables rules takes a while; writes finishing meanwhile do not count).
+        let at = clock.now();
+        let killed_at = Instant::now();
+        // The faults that need the API: an agent killed, a server joining.
+        let mut node_down = None;
+        if kinds.contains(&FaultKind::KillAgent) {
+            let names = nodes.names();
+            let i = nodes::busiest(&client, &names).await;
+            nodes.kill(i)?;
+            let (c, dead) = (client.clone(), names[i].clone());
+            let task = tokio::spawn(async move {
+                nodes::running_elsewhere(&c, &dead, killed_at, Duration::from_secs(120)).await
+            });
+            described.push(format!("kill the agent of node {}", names[i]));
+            node_down = Some((i, names[i].clone(), task));
+        }
+        // Control-loop work during the fault: a scale-up right after a leader kill is timed
+        // (a node loss is timed by itself, without changes).
+        if node_down.is_some() {
+        } else if kinds.contains(&FaultKind::KillLeader) {
             replicas = (replicas + 1).min(6);
             let (c, want) = (client.clone(), replicas);
             failover_tasks.push((
@@ -314,11 +411,37 @@ where
                 }),
             ));
         }
-        let description = described.join("; ");
+        let mut description = described.join("; ");
         println!("[{:>6.1}s] fault: {description}", at as f64 / 1e9);
         let hold = rng.random_range(options.hold.0..=options.hold.1);
         tokio::time::sleep(hold).await;
+        // A joiner gets to be a voter and a lost node's pods get to run elsewhere before the
+        // fault heals (each bounded by its own deadline).
+        if let Some((id, task)) = &mut joiner {
+            let voter = task.await.context("a membership task panicked")?;
+            description.push_str(&match voter {
+                Some(d) => format!(" (voter after {} ms)", d.as_millis()),
+                None => format!(" (server {id} did not become a voter within 60 s)"),
+            });
+        }
+        if let Some((_, node, task)) = &mut node_down {
+            let elsewhere = task.await.context("a node-loss task panicked")?;
+            node_losses.push(NodeLoss {
+                node: node.clone(),
+                running_elsewhere_ms: elsewhere.map(|d| d.as_millis() as u64),
+            });
+        }
         faults::heal(backend, &mut damage)?;
+        if let Some((id, _)) = joiner {
+            match membership::remove(&client, id, Duration::from_secs(60)).await {
+                Ok(d) => description.push_str(&format!("; removed after {} ms", d.as_millis())),
+                Err(e) => not_recovered.push(format!("after {description}: {e:#}")),
+            }
+            backend.stop_joiner(id)?;
+        }
+        if let Some((i, _, _)) = node_down {
+            nodes.restart(i, &client).await?;
+        }
         let healed = clock.now();
         let healed_instant = Instant::now();
         let recovered = wait_recovered(&per_server, Duration::from_secs(60)).await;
@@ -416,7 +539,7 @@ where
         log.until = Some(fence_rv);
         watch_logs.push(log);
     }
-    drop(nodes);
+    nodes.stop();
 
     let replicas_check = replicas_identical(&status, Duration::from_secs(60)).await;
     let recovery_check = if not_recovered.is_empty() {
@@ -471,6 +594,7 @@ where
     let mut text = verdict.render();
     text.push('\n');
     text.push_str(&report::render_failovers(&failovers));
+    text.push_str(&report::render_node_losses(&node_losses));
     println!("{text}");
     report::write_outputs(
         &options.out_dir,
@@ -480,6 +604,7 @@ where
             watches: &watch_logs,
             faults: &faults,
             failovers: &failovers,
+            node_losses: &node_losses,
             verdict: &verdict,
             text: &text,
         },
@@ -490,6 +615,7 @@ where
         verdict,
         faults,
         failovers,
+        node_losses,
         text,
     })
 }

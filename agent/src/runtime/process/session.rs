@@ -1,6 +1,6 @@
 //! Streaming exec on the process runtime ([`Runtime::exec_stream`](super::Runtime::exec_stream)):
-//! the command runs like an exec probe's (the container's environment, working directory and
-//! mount namespace, a process group of its own) with piped stdio and no timeout; when the session
+//! the command runs like an exec probe's (the container's environment, working directory,
+//! mount namespace and cgroup, a process group of its own) with piped stdio and no timeout; when the session
 //! is dropped before it ended, its whole process group is killed.
 
 use std::os::unix::process::ExitStatusExt;
@@ -19,22 +19,17 @@ impl ProcessRuntime {
         argv: &[String],
         stdin: bool,
     ) -> Result<ExecSession> {
-        let (env, working_dir, mount_ns_of) = {
-            let containers = self.containers.lock().expect("containers lock");
-            let entry = containers
-                .get(id)
-                .filter(|e| e.exit.borrow().is_none())
-                .ok_or_else(|| Error::Runtime(format!("container {id} is not running")))?;
-            (
-                entry.env.clone(),
-                entry.working_dir.clone(),
-                entry.mount_ns_of,
-            )
-        };
+        let super::ExecContext {
+            env,
+            working_dir,
+            mount_ns_of,
+            cgroup,
+        } = self.exec_context(id)?;
         let Some((program, args)) = argv.split_first() else {
             return Err(Error::Runtime("exec: empty command".into()));
         };
         let mut command = tokio::process::Command::new(program);
+        super::join_cgroup(&mut command, cgroup.as_deref(), id)?;
         if let Some(pid) = mount_ns_of {
             let join = crate::runtime::mount_ns::JoinMountNs::new(
                 pid.as_raw_nonzero().get(),

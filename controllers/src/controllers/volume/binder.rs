@@ -110,10 +110,10 @@ impl VolumeReconciler {
         if let Some(pv) = matching::best_match(&self.volumes.list(), claim) {
             return self.bind(pv, claim).await;
         }
-        let class = claim_class(claim);
-        if class == LOCAL_CLASS || (class.is_empty() && self.opts.default_local) {
-            return self.provision(claim).await;
+        if super::uses_local_provisioner(claim, self.opts.default_local) {
+            return self.provision_for_consumer(claim).await;
         }
+        let class = claim_class(claim);
         let msg = if class.is_empty() {
             "no persistent volumes available for this claim and no storage class is set".into()
         } else {
@@ -244,7 +244,7 @@ impl VolumeReconciler {
 
     /// Set the claim's phase (and, for a bound claim, the access modes and capacity of its
     /// volume) when they differ.
-    async fn set_claim_status(
+    pub(super) async fn set_claim_status(
         &self,
         claim: &PersistentVolumeClaim,
         phase: &str,
@@ -278,6 +278,11 @@ impl VolumeReconciler {
     /// One volume: Available while unclaimed, Bound while its claim is bound to it, Released and
     /// reclaimed once its claim is gone.
     pub(super) async fn sync_volume(&self, pv: &Arc<PersistentVolume>) -> Result<()> {
+        if pv.metadata.deletion_timestamp.is_some() {
+            // Deleted, and held by a finalizer (the local provisioner's waits for the agent of
+            // its node to remove the directory): nothing left to bind or reclaim.
+            return Ok(());
+        }
         let Some(r) = claim_ref_of(pv) else {
             return self.ensure_volume_phase(pv, "Available").await;
         };
@@ -361,9 +366,11 @@ impl VolumeReconciler {
     }
 
     /// Delete a released volume. A hostPath volume this provisioner made first gets
-    /// [`REMOVE_DIRECTORY_ANNOTATION`] so the deletion tells the node agent what to remove.
-    /// Other volumes lose only their object: rkube has no deleter plugins, so their data stays
-    /// wherever it is (Kubernetes would mark them Failed for want of a deleter instead).
+    /// [`REMOVE_DIRECTORY_ANNOTATION`]: its [`super::DIRECTORY_FINALIZER`] then keeps the object
+    /// until the agent of the volume's node has removed that directory (the directory is on
+    /// that node's machine, not necessarily this server's). Other volumes lose only their
+    /// object: rkube has no deleter plugins, so their data stays wherever it is (Kubernetes
+    /// would mark them Failed for want of a deleter instead).
     async fn delete_volume(&self, pv: &Arc<PersistentVolume>) -> Result<()> {
         let name = pv.metadata.name.clone().unwrap_or_default();
         let mut pv = pv.clone();
@@ -398,7 +405,10 @@ impl VolumeReconciler {
             .delete_object::<PersistentVolume>("", &name, opts)
             .await?;
         tracing::info!(volume = %name, "deleted released volume (reclaim policy Delete)");
-        wait_for(&self.volumes, "", &name, |v| v.is_none()).await;
+        wait_for(&self.volumes, "", &name, |v| {
+            v.is_none_or(|v| v.metadata.deletion_timestamp.is_some())
+        })
+        .await;
         Ok(())
     }
 }

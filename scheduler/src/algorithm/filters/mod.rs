@@ -18,7 +18,7 @@ use super::pod_info::{HostPort, PodFacts};
 use super::resources::Resources;
 use super::selectors::{NodeMatcher, NodeTermMatcher};
 use super::snapshot::{NodeInfo, Snapshot};
-use volumes::VolumeRequirement;
+pub(crate) use volumes::VolumeState;
 
 /// Why a node cannot take a pod; `Display` gives kube-scheduler's text.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,7 +101,7 @@ pub(crate) struct PodQuery<'a> {
     pub preferred_node_affinity: Vec<(i64, NodeTermMatcher)>,
     /// Why no node can take the pod whatever its state (kube-scheduler's PreFilter rejection),
     /// or what the pod's volumes require of a node.
-    volumes: Result<Vec<VolumeRequirement>, String>,
+    volumes: Result<VolumeState, String>,
     tolerates_unschedulable: bool,
     tolerates_not_ready: bool,
     tolerates_unreachable: bool,
@@ -154,6 +154,14 @@ impl<'a> PodQuery<'a> {
     pub fn pre_filter_rejection(&self) -> Option<&str> {
         self.volumes.as_ref().err().map(String::as_str)
     }
+
+    /// The pod's claims that wait for their first consumer and have no node selected yet.
+    pub fn claims_to_select(&self) -> &[String] {
+        self.volumes
+            .as_ref()
+            .map(|v| v.claims_to_select.as_slice())
+            .unwrap_or_default()
+    }
 }
 
 /// The state of one node as the filters see it: normally the snapshot's, or, while preemption
@@ -192,8 +200,8 @@ pub(crate) fn run_filters(
     single(node::node_affinity(query, info))?;
     single(node::node_ports(query, view))?;
     node::resources_fit(query, view)?;
-    if let Ok(requirements) = &query.volumes {
-        single(volumes::filter(requirements, info))?;
+    if let Ok(state) = &query.volumes {
+        single(volumes::filter(&state.requirements, info))?;
     }
     single(inter_pod.filter(query, info.labels()))
 }

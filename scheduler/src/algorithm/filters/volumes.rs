@@ -1,32 +1,54 @@
-//! VolumeBinding for claims that are already bound: the claim must exist and be bound, and the
-//! node must match its PersistentVolume's node affinity.
-//!
-//! Dynamic provisioning and binding of unbound claims (`WaitForFirstConsumer`) are not modelled:
-//! every unbound claim is treated as an unbound immediate claim, which the PV controller has
-//! to bind before the pod can be scheduled.
+//! VolumeBinding: a bound claim's PersistentVolume must exist and its node affinity must match
+//! the node; a claim waiting for its first consumer (one the local provisioner serves and no
+//! existing volume fits, see `rkube_controllers::controllers::volume`) lets the pod go to any
+//! node, and the scheduler records the chosen node in the claim's
+//! `volume.kubernetes.io/selected-node` annotation, where the volume is then provisioned; a
+//! claim that already has a selected node (its volume is being provisioned there) restricts
+//! the pod to that node. Any other unbound claim is an unbound immediate claim, which the PV
+//! controller binds before the pod can be scheduled.
 
-use k8s_openapi::api::core::v1::Pod;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{PersistentVolume, Pod};
+use rkube_controllers::controllers::volume::{
+    best_match, selected_node, waits_for_first_consumer, VolumeOptions,
+};
 
 use super::Reason;
 use crate::algorithm::pod_info::namespace_of;
 use crate::algorithm::selectors::NodeMatcher;
 use crate::algorithm::snapshot::{NodeInfo, Snapshot};
 
-/// What one bound claim requires of a node.
+/// What one claim requires of a node.
 pub(crate) enum VolumeRequirement {
     /// The bound volume's `spec.nodeAffinity.required`.
     NodeAffinity(NodeMatcher),
     /// The claim is bound to a volume that does not exist: no node will do.
     MissingVolume,
+    /// The claim waits for a volume being provisioned on this node.
+    SelectedNode(String),
+}
+
+/// What the pod's claims require: of every node, and of the scheduler once it has chosen one.
+#[derive(Default)]
+pub(crate) struct VolumeState {
+    pub requirements: Vec<VolumeRequirement>,
+    /// Claims (in the pod's namespace) waiting for their first consumer without a selected
+    /// node: the chosen node is written into them before the pod is bound.
+    pub claims_to_select: Vec<String>,
 }
 
 /// kube-scheduler's VolumeBinding PreFilter: the pod's claims must exist, not be lost or being
-/// deleted, and be bound; otherwise the message that rejects every node.
-pub(crate) fn pre_filter(pod: &Pod, snapshot: &Snapshot) -> Result<Vec<VolumeRequirement>, String> {
+/// deleted, and be bound or wait for their first consumer; otherwise the message that rejects
+/// every node.
+pub(crate) fn pre_filter(pod: &Pod, snapshot: &Snapshot) -> Result<VolumeState, String> {
     let namespace = namespace_of(pod);
     let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
-    let mut requirements = Vec::new();
+    let mut state = VolumeState::default();
     let mut unbound = false;
+    // The volumes an unbound claim could be bound to, built on first need.
+    let mut candidates: Option<Vec<Arc<PersistentVolume>>> = None;
+    let default_local = VolumeOptions::default().default_local;
     let volumes = pod
         .spec
         .as_ref()
@@ -65,11 +87,28 @@ pub(crate) fn pre_filter(pod: &Pod, snapshot: &Snapshot) -> Result<Vec<VolumeReq
             ));
         }
         let Some(volume_name) = volume_name else {
-            unbound = true;
+            if !waits_for_first_consumer(claim, default_local) {
+                unbound = true;
+            } else if let Some(node) = selected_node(claim) {
+                state
+                    .requirements
+                    .push(VolumeRequirement::SelectedNode(node.to_string()));
+            } else if best_match(
+                candidates
+                    .get_or_insert_with(|| snapshot.volumes().cloned().map(Arc::new).collect()),
+                claim,
+            )
+            .is_some()
+            {
+                // The binder binds it to that volume at once (wherever the volume is).
+                unbound = true;
+            } else if !state.claims_to_select.contains(&claim_name) {
+                state.claims_to_select.push(claim_name);
+            }
             continue;
         };
         match snapshot.volume(volume_name) {
-            None => requirements.push(VolumeRequirement::MissingVolume),
+            None => state.requirements.push(VolumeRequirement::MissingVolume),
             Some(pv) => {
                 let required = pv
                     .spec
@@ -77,9 +116,11 @@ pub(crate) fn pre_filter(pod: &Pod, snapshot: &Snapshot) -> Result<Vec<VolumeReq
                     .and_then(|s| s.node_affinity.as_ref())
                     .and_then(|a| a.required.as_ref());
                 if let Some(required) = required {
-                    requirements.push(VolumeRequirement::NodeAffinity(NodeMatcher::new(
-                        &required.node_selector_terms,
-                    )));
+                    state
+                        .requirements
+                        .push(VolumeRequirement::NodeAffinity(NodeMatcher::new(
+                            &required.node_selector_terms,
+                        )));
                 }
             }
         }
@@ -87,16 +128,21 @@ pub(crate) fn pre_filter(pod: &Pod, snapshot: &Snapshot) -> Result<Vec<VolumeReq
     if unbound {
         return Err("pod has unbound immediate PersistentVolumeClaims".to_string());
     }
-    Ok(requirements)
+    Ok(state)
 }
 
-/// VolumeBinding Filter for bound claims, in the pod's volume order.
+/// VolumeBinding Filter, in the pod's volume order.
 pub(crate) fn filter(requirements: &[VolumeRequirement], node: &NodeInfo) -> Result<(), Reason> {
     for requirement in requirements {
         match requirement {
             VolumeRequirement::MissingVolume => return Err(Reason::BoundToMissingVolume),
             VolumeRequirement::NodeAffinity(matcher) => {
                 if !matcher.matches(node.name(), node.labels()) {
+                    return Err(Reason::VolumeNodeAffinityConflict);
+                }
+            }
+            VolumeRequirement::SelectedNode(name) => {
+                if node.name() != name {
                     return Err(Reason::VolumeNodeAffinityConflict);
                 }
             }

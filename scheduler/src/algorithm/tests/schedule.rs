@@ -355,7 +355,8 @@ fn a_pod_naming_a_node_goes_there() {
         result,
         ScheduleResult {
             node: "n2".to_string(),
-            feasible_nodes: 1
+            feasible_nodes: 1,
+            claims_to_select: Vec::new(),
         }
     );
 }

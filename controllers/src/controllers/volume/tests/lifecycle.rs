@@ -78,8 +78,21 @@ async fn a_deleted_claim_deletes_a_volume_with_policy_delete() {
 #[tokio::test]
 async fn a_local_claim_is_provisioned_then_bound_and_cleaned_up() {
     let h = Harness::new();
+    h.add_node("n1");
+    h.add_node("n2");
     h.add_pv(pv("unclassed", "10Gi", "", RWO));
     h.add_claim(claim("www-web-0", "1Gi", LOCAL_CLASS, RWO));
+    assert_eq!(
+        h.sync().await,
+        Vec::<String>::new(),
+        "nothing is provisioned before the claim's first pod is scheduled"
+    );
+    assert_eq!(
+        h.take_events(),
+        ["Normal WaitForFirstConsumer waiting for first consumer to be created before binding"]
+    );
+    assert_eq!(claim_phase(&h.claim("www-web-0")), "Pending");
+    h.select_node("www-web-0", "n2");
     let writes = h.sync().await;
     assert_eq!(
         writes,
@@ -103,6 +116,31 @@ async fn a_local_claim_is_provisioned_then_bound_and_cleaned_up() {
     assert_eq!(
         spec.persistent_volume_reclaim_policy.as_deref(),
         Some("Delete")
+    );
+    let terms = spec
+        .node_affinity
+        .unwrap()
+        .required
+        .unwrap()
+        .node_selector_terms;
+    assert_eq!(terms.len(), 1, "{terms:?}");
+    let exprs = terms[0].match_expressions.clone().unwrap();
+    assert_eq!(
+        exprs
+            .iter()
+            .map(|e| (
+                e.key.as_str(),
+                e.operator.as_str(),
+                e.values.clone().unwrap()
+            ))
+            .collect::<Vec<_>>(),
+        [(HOSTNAME_LABEL, "In", vec!["host-n2".to_string()])],
+        "the volume lives on the selected node"
+    );
+    assert_eq!(
+        v.metadata.finalizers.as_deref(),
+        Some(&[DIRECTORY_FINALIZER.to_string()][..]),
+        "the node's agent removes the directory before the object goes"
     );
     let ann = v.metadata.annotations.clone().unwrap();
     assert_eq!(
@@ -148,6 +186,66 @@ async fn a_local_claim_is_provisioned_then_bound_and_cleaned_up() {
         ann.get(REMOVE_DIRECTORY_ANNOTATION).map(String::as_str),
         Some("/var/lib/rkube/volumes/default-www-web-0-uid-www-")
     );
+    assert_eq!(
+        gone.metadata.finalizers.as_deref(),
+        Some(&[DIRECTORY_FINALIZER.to_string()][..]),
+        "the controller leaves the finalizer to the agent"
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_volume_held_by_its_finalizer_is_left_to_the_agent() {
+    let h = Harness::new();
+    h.add_node("n1");
+    h.add_claim(claim("data", "1Gi", LOCAL_CLASS, RWO));
+    h.select_node("data", "n1");
+    h.sync().await;
+    h.delete_claim("data");
+    let mut v = (*h.pv("pvc-uid-data").unwrap()).clone();
+    v.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        "2024-01-01T00:00:00Z".parse().unwrap(),
+    ));
+    v.status.as_mut().unwrap().phase = Some("Released".into());
+    h.add_pv(v);
+    h.controller.resync();
+    assert_eq!(
+        h.sync().await,
+        Vec::<String>::new(),
+        "no second delete, no phase change while the agent removes the directory"
+    );
+}
+
+#[tokio::test]
+async fn a_claim_whose_selected_node_vanished_waits_for_its_next_pod() {
+    let h = Harness::new();
+    h.add_node("n1");
+    h.add_claim(claim("data", "1Gi", LOCAL_CLASS, RWO));
+    h.sync().await;
+    h.take_events();
+    h.delete_node("n1");
+    h.select_node("data", "n1");
+    assert_eq!(
+        h.sync().await,
+        ["update PersistentVolumeClaim default/data"]
+    );
+    assert!(h.pv("pvc-uid-data").is_none(), "nothing provisioned");
+    let c = h.claim("data");
+    assert_eq!(selected_node(&c), None, "the scheduler chooses again");
+    assert_eq!(
+        h.take_events()[0],
+        "Warning ProvisioningFailed node \"n1\" selected for this claim does not exist; \
+         waiting for its next pod to be scheduled"
+    );
+}
+
+#[tokio::test]
+async fn an_existing_volume_is_bound_at_once_without_waiting_for_a_consumer() {
+    let h = Harness::new();
+    h.add_pv(pv("ready", "1Gi", LOCAL_CLASS, RWO));
+    h.add_claim(claim("data", "1Gi", LOCAL_CLASS, RWO));
+    h.sync().await;
+    assert_bound(&h, "data", "ready");
+    assert!(h.take_events().is_empty());
 }
 
 #[tokio::test]
@@ -163,7 +261,10 @@ async fn a_local_claim_takes_an_existing_local_volume_first() {
 #[tokio::test]
 async fn classless_claims_are_provisioned_only_when_default_local() {
     let h = Harness::new();
+    h.add_node("n1");
     h.add_claim(claim("data", "1Gi", "", RWO));
+    h.sync().await;
+    h.select_node("data", "n1");
     h.sync().await;
     assert_bound(&h, "data", "pvc-uid-data");
     let v = h.pv("pvc-uid-data").unwrap();
@@ -173,7 +274,9 @@ async fn classless_claims_are_provisioned_only_when_default_local() {
         default_local: false,
         volume_root: "/srv/vols/".into(),
     });
+    off.add_node("n1");
     off.add_claim(claim("data", "1Gi", "", RWO));
+    off.select_node("data", "n1");
     assert_eq!(off.sync().await, Vec::<String>::new());
     assert!(off.pv("pvc-uid-data").is_none());
 }
@@ -185,7 +288,7 @@ fn provisioned_directories_sit_under_the_volume_root() {
         super::provisioner::provisioned_path("/srv/vols/", &c),
         "/srv/vols/default-www-web-1-uid-www-"
     );
-    let v = super::provisioner::provisioned_volume("/srv/vols", &c);
+    let v = super::provisioner::provisioned_volume("/srv/vols", &c, "n1");
     assert_eq!(v.metadata.name.as_deref(), Some("pvc-uid-www-web-1"));
     assert_eq!(v.spec.unwrap().claim_ref, Some(claim_reference(&c)));
 }

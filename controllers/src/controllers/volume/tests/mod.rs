@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::{
-    HostPathVolumeSource, PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    HostPathVolumeSource, Node, PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimSpec,
     PersistentVolumeSpec, PersistentVolumeStatus, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -42,6 +42,8 @@ impl Harness {
             clock: Arc::new(move || now),
         };
         let controller = controller(&ctx, opts);
+        // Listed (empty), as the manager's informers are before workers run.
+        informers.get::<Node>().replace(Vec::new());
         Harness {
             informers,
             api,
@@ -56,6 +58,33 @@ impl Harness {
 
     fn add_claim(&self, claim: PersistentVolumeClaim) {
         self.informers.get::<PersistentVolumeClaim>().upsert(claim);
+    }
+
+    /// A node named `name` whose `kubernetes.io/hostname` label is `host-<name>`.
+    fn add_node(&self, name: &str) {
+        let mut node = Node::default();
+        node.metadata.name = Some(name.into());
+        node.metadata.labels = Some(BTreeMap::from([(
+            HOSTNAME_LABEL.to_string(),
+            format!("host-{name}"),
+        )]));
+        self.informers.get::<Node>().upsert(node);
+    }
+
+    fn delete_node(&self, name: &str) {
+        self.informers
+            .get::<Node>()
+            .remove(&ObjectKey::new("", name));
+    }
+
+    /// What the scheduler does when it places the claim's first pod on `node`.
+    fn select_node(&self, claim: &str, node: &str) {
+        let mut c = (*self.claim(claim)).clone();
+        c.metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(SELECTED_NODE_ANNOTATION.into(), node.into());
+        self.add_claim(c);
     }
 
     fn delete_claim(&self, name: &str) {

@@ -1,12 +1,18 @@
 //! Tables for the filters that depend on the pods already placed and on volumes: NodePorts,
 //! NodeResourcesFit, VolumeBinding and InterPodAffinity.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::{
     NodeSelector, PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PersistentVolumeSpec, Pod, VolumeNodeAffinity,
+    PersistentVolumeSpec, PersistentVolumeStatus, Pod, VolumeNodeAffinity,
+    VolumeResourceRequirements,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use rkube_controllers::controllers::volume::{LOCAL_CLASS, SELECTED_NODE_ANNOTATION};
 
-use super::super::{filter, node, node_term, pod, term, Snapshot, HOSTNAME, ZONE};
+use super::super::super::schedule;
+use super::super::{filter, node, node_term, pod, rng, term, Snapshot, HOSTNAME, ZONE};
 use super::{case, run};
 
 #[test]
@@ -166,9 +172,50 @@ fn claim(name: &str, volume: Option<&str>) -> PersistentVolumeClaim {
     claim.metadata.namespace = Some("default".to_string());
     claim.spec = Some(PersistentVolumeClaimSpec {
         volume_name: volume.map(str::to_string),
+        // A class without a provisioner: an unbound claim of it is an immediate claim.
+        storage_class_name: Some("manual".to_string()),
         ..Default::default()
     });
     claim
+}
+
+/// An unbound 1Gi ReadWriteOnce claim of the local provisioner's class, with the node the
+/// scheduler selected for it, if any.
+fn local_claim(name: &str, selected: Option<&str>) -> PersistentVolumeClaim {
+    let mut claim = claim(name, None);
+    let spec = claim.spec.as_mut().unwrap();
+    spec.storage_class_name = Some(LOCAL_CLASS.to_string());
+    spec.access_modes = Some(vec!["ReadWriteOnce".to_string()]);
+    spec.resources = Some(VolumeResourceRequirements {
+        requests: Some(BTreeMap::from([(
+            "storage".to_string(),
+            Quantity("1Gi".to_string()),
+        )])),
+        ..Default::default()
+    });
+    if let Some(node) = selected {
+        claim.metadata.annotations = Some(BTreeMap::from([(
+            SELECTED_NODE_ANNOTATION.to_string(),
+            node.to_string(),
+        )]));
+    }
+    claim
+}
+
+/// A volume of the local provisioner's class on `node`.
+fn local_volume(name: &str, node: &str) -> PersistentVolume {
+    let mut pv = PersistentVolume::default();
+    pv.metadata.name = Some(name.to_string());
+    pv.spec = Some(PersistentVolumeSpec {
+        node_affinity: Some(VolumeNodeAffinity {
+            required: Some(NodeSelector {
+                node_selector_terms: vec![node_term(HOSTNAME, "In", &[node])],
+            }),
+        }),
+        storage_class_name: Some(LOCAL_CLASS.to_string()),
+        ..Default::default()
+    });
+    pv
 }
 
 fn volume_in_zone(name: &str, zone: &str) -> PersistentVolume {
@@ -244,6 +291,113 @@ fn volume_binding() {
         let want = want.map_err(|reason| vec![reason.to_string()]);
         assert_eq!(filter(&pod, &snapshot, node), want, "{name}");
     }
+}
+
+#[test]
+fn volume_binding_of_local_volumes_waiting_for_first_consumer() {
+    let nodes = vec![node("n1").build(), node("n2").build()];
+    let volumes = vec![local_volume("pvc-on-n1", "n1")];
+    let claims = vec![
+        claim("on-n1", Some("pvc-on-n1")),
+        local_claim("waiting", None),
+        local_claim("selected", Some("n2")),
+    ];
+    let snapshot = Snapshot::new(nodes, vec![], volumes, claims);
+    let cases: Vec<(&str, Pod, &str, Result<(), &str>)> = vec![
+        (
+            "bound to a volume on n1: n1",
+            pod("p").claim("on-n1").build(),
+            "n1",
+            Ok(()),
+        ),
+        (
+            "bound to a volume on n1: not n2",
+            pod("p").claim("on-n1").build(),
+            "n2",
+            Err("node(s) had volume node affinity conflict"),
+        ),
+        (
+            "waiting for its first consumer: any node",
+            pod("p").claim("waiting").build(),
+            "n1",
+            Ok(()),
+        ),
+        (
+            "waiting for its first consumer: any node (n2)",
+            pod("p").claim("waiting").build(),
+            "n2",
+            Ok(()),
+        ),
+        (
+            "being provisioned on n2: n2",
+            pod("p").claim("selected").build(),
+            "n2",
+            Ok(()),
+        ),
+        (
+            "being provisioned on n2: not n1",
+            pod("p").claim("selected").build(),
+            "n1",
+            Err("node(s) had volume node affinity conflict"),
+        ),
+    ];
+    for (name, pod, node, want) in cases {
+        let want = want.map_err(|reason| vec![reason.to_string()]);
+        assert_eq!(filter(&pod, &snapshot, node), want, "{name}");
+    }
+
+    // Scheduling a pod with a waiting claim reports the claim, so the scheduler writes the
+    // chosen node into it; claims with a node or a volume are not reported.
+    let p = pod("p").claim("waiting").claim("on-n1").build();
+    let result = schedule(&p, &snapshot, &mut rng(0)).unwrap();
+    assert_eq!(result.node, "n1");
+    assert_eq!(result.claims_to_select, ["waiting"]);
+    let q = pod("q").claim("selected").build();
+    let result = schedule(&q, &snapshot, &mut rng(0)).unwrap();
+    assert_eq!(result.node, "n2");
+    assert!(result.claims_to_select.is_empty());
+
+    // A volume's node is gone: the pod stays pending with Kubernetes' reason.
+    let gone = Snapshot::new(
+        vec![node("n2").build()],
+        vec![],
+        vec![local_volume("pvc-on-n1", "n1")],
+        vec![claim("on-n1", Some("pvc-on-n1"))],
+    );
+    let r = pod("r").claim("on-n1").build();
+    assert_eq!(
+        schedule(&r, &gone, &mut rng(0)).unwrap_err().to_string(),
+        "0/1 nodes are available: 1 node(s) had volume node affinity conflict."
+    );
+}
+
+#[test]
+fn a_waiting_claim_that_an_existing_volume_fits_is_left_to_the_binder() {
+    let mut available = local_volume("pv-free", "n1");
+    {
+        let spec = available.spec.as_mut().unwrap();
+        spec.access_modes = Some(vec!["ReadWriteOnce".to_string()]);
+        spec.capacity = Some(BTreeMap::from([(
+            "storage".to_string(),
+            Quantity("2Gi".to_string()),
+        )]));
+    }
+    available.status = Some(PersistentVolumeStatus {
+        phase: Some("Available".to_string()),
+        ..Default::default()
+    });
+    let snapshot = Snapshot::new(
+        vec![node("n1").build(), node("n2").build()],
+        vec![],
+        vec![available],
+        vec![local_claim("waiting", None)],
+    );
+    assert_eq!(
+        filter(&pod("p").claim("waiting").build(), &snapshot, "n1"),
+        Err(vec![
+            "pod has unbound immediate PersistentVolumeClaims".to_string()
+        ])
+    );
 }
 
 #[test]
