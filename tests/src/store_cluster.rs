@@ -186,14 +186,16 @@ impl StoreCluster {
     /// Restart a killed replica on its old address from its data directory.
     pub async fn restart(&mut self, id: u64) {
         let addr = self.replicas[&id].addr;
+        // The killed runtime closes its listener once its worker threads stop, which takes a
+        // while on a loaded machine (the reaper allows 30 s).
         let listener = wait_until(
-            Duration::from_secs(10),
+            Duration::from_secs(40),
             "the old port to be free",
             || async move { TcpListener::bind(addr).await.ok() },
         )
         .await;
         // The killed runtime's blocking threads may still hold the database lock for a moment.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
         let mut listener = Some(listener);
         loop {
             let l = listener.take().expect("listener");
