@@ -400,7 +400,7 @@ pub(crate) struct IpPool {
 enum PodAddresses {
     /// `127.<block>.<y>.<z>`, y and z each 1..=254.
     Loopback(u8),
-    /// A pod range's host addresses ([`pod_network::host_addresses`]).
+    /// A pod range's host addresses ([`pod_network::host_range`]).
     Range(service_cidr::ServiceCidr),
 }
 
@@ -411,7 +411,7 @@ impl PodAddresses {
     fn size(&self) -> u32 {
         match self {
             PodAddresses::Loopback(_) => BLOCK_SIZE,
-            PodAddresses::Range(cidr) => pod_network::host_addresses(*cidr).count() as u32,
+            PodAddresses::Range(cidr) => pod_network::host_range(*cidr).len() as u32,
         }
     }
 
@@ -419,10 +419,9 @@ impl PodAddresses {
     fn nth(&self, n: u32) -> String {
         match self {
             PodAddresses::Loopback(block) => format!("127.{block}.{}.{}", 1 + n / 254, 1 + n % 254),
-            PodAddresses::Range(cidr) => pod_network::host_addresses(*cidr)
-                .nth(n as usize)
-                .expect("n is below the range's size")
-                .to_string(),
+            PodAddresses::Range(cidr) => {
+                std::net::Ipv4Addr::from(pod_network::host_range(*cidr).start + n).to_string()
+            }
         }
     }
 
@@ -431,7 +430,7 @@ impl PodAddresses {
             PodAddresses::Loopback(block) => ip.starts_with(&format!("127.{block}.")),
             PodAddresses::Range(cidr) => ip
                 .parse::<std::net::Ipv4Addr>()
-                .is_ok_and(|a| pod_network::host_addresses(*cidr).any(|h| h == a)),
+                .is_ok_and(|a| pod_network::host_range(*cidr).contains(&u32::from(a))),
         }
     }
 }

@@ -122,12 +122,13 @@ async fn apply(
     outcome
 }
 
-/// The addresses pods get from a pod range: the range without its network address, the first
-/// host address (kept for the node, as CNI bridges keep `.1`) and the broadcast address.
-pub fn host_addresses(cidr: ServiceCidr) -> impl Iterator<Item = Ipv4Addr> {
+/// The addresses pods get from a pod range, as numbers: the range without its network address,
+/// the first host address (kept for the node, as CNI bridges keep `.1`) and the broadcast
+/// address.
+pub fn host_range(cidr: ServiceCidr) -> std::ops::Range<u32> {
     let first = u32::from(cidr.network);
     let size = 1u32 << (32 - u32::from(cidr.prefix));
-    (first + 2..first + size - 1).map(Ipv4Addr::from)
+    first + 2..first + size - 1
 }
 
 #[cfg(test)]
@@ -191,7 +192,9 @@ mod tests {
     #[test]
     fn pods_get_the_host_addresses_after_the_first() {
         let cidr: ServiceCidr = "10.244.2.0/29".parse().unwrap();
-        let all: Vec<String> = host_addresses(cidr).map(|a| a.to_string()).collect();
+        let all: Vec<String> = host_range(cidr)
+            .map(|a| Ipv4Addr::from(a).to_string())
+            .collect();
         assert_eq!(
             all,
             [

@@ -245,11 +245,14 @@ async fn rate_phase(
     let watch_clients: Vec<Client> = (0..(args.watches / 100).max(1))
         .map(|i| cluster.client_to(i % 3 + 1))
         .collect();
+    // A watch counts as open once it delivered a warm-up pod (`PREFIX-warm-N`, not measured).
+    let warm_prefix = format!("{prefix}-warm-");
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut watchers = Vec::new();
     for i in 0..args.watches {
         let client = watch_clients[i % watch_clients.len()].clone();
         let (acked, delivery, delivered) = (acked.clone(), delivery.clone(), delivered.clone());
-        let end_name = end_name.clone();
+        let (end_name, warm_prefix, open) = (end_name.clone(), warm_prefix.clone(), open.clone());
         watchers.push(tokio::spawn(async move {
             let mut local = histogram().expect("histogram");
             let params = ListParams {
@@ -257,10 +260,17 @@ async fn rate_phase(
                 ..Default::default()
             };
             let mut w = Box::pin(client.watch(&KindRef::resource("pods"), &params, false));
+            let mut warm = false;
             while let Some(ev) = w.next().await {
                 if let Ok(WatchEvent::Added(o)) = ev {
                     let now = Instant::now();
                     let name = o["metadata"]["name"].as_str().unwrap_or("").to_string();
+                    if name.starts_with(&warm_prefix) {
+                        if !std::mem::replace(&mut warm, true) {
+                            open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        continue;
+                    }
                     let at = acked.lock().expect("acked").get(&name).copied();
                     let us = at.map_or(0, |t| now.saturating_duration_since(t).as_micros() as u64);
                     let _ = local.record(us.max(1));
@@ -277,8 +287,23 @@ async fn rate_phase(
                 .expect("merge");
         }));
     }
-    // Let every watch open before the measured phase.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Every watch open before the measured phase: warm-up pods until each has delivered one.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut n = 0;
+    while open.load(std::sync::atomic::Ordering::Relaxed) < args.watches {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {} of {} watches open after 120 s",
+            open.load(std::sync::atomic::Ordering::Relaxed),
+            args.watches
+        );
+        clients[0]
+            .create(&pod(&format!("{warm_prefix}{n}")), "bench")
+            .await
+            .context("warm-up create")?;
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // Fixed-rate creates.
     let total = rate * args.rate_secs;

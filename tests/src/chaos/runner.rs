@@ -369,10 +369,9 @@ where
             described.push(format!("kill the agent of node {}", names[i]));
             node_down = Some((i, names[i].clone(), task));
         }
-        // Control-loop work during the fault: a scale-up right after a leader kill is timed
-        // (a node loss is timed by itself, without changes).
-        if node_down.is_some() {
-        } else if kinds.contains(&FaultKind::KillLeader) {
+        // Control-loop work during the fault: a scale-up right after a leader kill is timed;
+        // otherwise a random scale or roll. A node loss is timed by itself, without changes.
+        if node_down.is_none() && kinds.contains(&FaultKind::KillLeader) {
             replicas = (replicas + 1).min(6);
             let (c, want) = (client.clone(), replicas);
             failover_tasks.push((
@@ -392,7 +391,7 @@ where
                     (acked, reacted)
                 }),
             ));
-        } else {
+        } else if node_down.is_none() {
             let change = if rng.random_bool(0.5) {
                 replicas = rng.random_range(2..=5);
                 Change::Scale(replicas)
